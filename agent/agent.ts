@@ -1,0 +1,458 @@
+/**
+ * The agent: the composition root that wires a containerizer, the status update manager and the
+ * checkpoint store to one connection to the master.
+ *
+ * ```ts
+ * const agent = new Agent({ master: 'ws://127.0.0.1:5050', workDir: '.agora/agent' });
+ * await agent.start();             // recovers checkpointed tasks, then dials (and redials) the master
+ * const id = await agent.registered();
+ * await agent.stop();              // tasks keep running; a restarted agent re-adopts them
+ * ```
+ *
+ * Mesos semantics throughout: the agent re-registers with the tasks it still runs after every
+ * reconnect, status updates are at-least-once and in order per task, and a restarted agent
+ * recovers its tasks from its work dir.
+ */
+import { mkdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pino, type Logger } from 'pino';
+import { Endpoint, Inbound } from '../master/protocol/index.ts';
+import { CloseCode, connectWs, type Connection } from '../master/protocol/connection.ts';
+import {
+  isTerminal,
+  PROTOCOL_VERSION,
+  Reason,
+  type AgentMessage,
+  type AgentTask,
+  type KillPolicy,
+  type MasterToAgent,
+  type TaskInfo,
+  type TaskState,
+} from '../master/protocol/messages.ts';
+import { formatResources, type Resources } from '../master/protocol/resources.ts';
+import { CheckpointStore, type StoredStatus } from './checkpoint.ts';
+import type { Container, ContainerStatus, Containerizer, LaunchSpec } from './containerizers/containerizer.ts';
+import { ProcessContainerizer } from './containerizers/process.ts';
+import { agentResources } from './resources.ts';
+import { collectSandboxes, DEFAULT_SANDBOX_RETENTION_MS, sandboxPath } from './sandbox.ts';
+import { StatusUpdateManager } from './status-updates.ts';
+
+export interface AgentOptions {
+  /** Master base URL, e.g. ws://127.0.0.1:5050 (the agent dials `${master}${Endpoint.agent}`). */
+  master?: string;
+  /** Overrides `master`: how to open a connection (the SDK's in-memory harness passes MemoryConnection pairs). */
+  connect?: () => Promise<Connection<MasterToAgent, AgentMessage>>;
+  workDir: string;
+  /** Overrides detected resources per name (e.g. {cpus: 4} keeps detected mem). */
+  resources?: Resources;
+  attributes?: Record<string, string>;
+  /** @default os.hostname() */
+  hostname?: string;
+  /** @default new ProcessContainerizer() */
+  containerizer?: Containerizer;
+  /** @default true. false keeps tasks and status updates in memory only (benchmarks with 1,000 simulated agents, the in-memory harness). */
+  checkpoint?: boolean;
+  /** @default pino at level process.env.AGORA_LOG_LEVEL ?? 'info', to stderr */
+  logger?: Logger;
+  /** Reconnect backoff. @default {initialMs: 200, maxMs: 10_000} */
+  reconnect?: { initialMs: number; maxMs: number };
+  /** Resend backoff for unacknowledged status updates. @default {initialMs: 1000, maxMs: 30_000} */
+  statusUpdateRetry?: { initialMs: number; maxMs: number };
+  /** Sandboxes of ended tasks untouched this long are removed (on start, then hourly). @default 7 days */
+  sandboxRetentionMs?: number;
+  /** The master pings every ~1 s; a connection with no ping for this long is treated as dead. @default 15_000 */
+  masterTimeoutMs?: number;
+}
+
+/** Default kill grace period, as Mesos' command executor (3 s). */
+export const DEFAULT_GRACE_PERIOD_MS = 3000;
+const SANDBOX_GC_INTERVAL_MS = 60 * 60 * 1000;
+
+let defaultLogger: Logger | undefined;
+function getDefaultLogger(): Logger {
+  defaultLogger ??= pino({ name: 'agent', level: process.env.AGORA_LOG_LEVEL ?? 'info' }, pino.destination({ dest: 2, sync: true }));
+  return defaultLogger;
+}
+
+interface TaskRecord {
+  frameworkId: string;
+  task: TaskInfo;
+  state: TaskState;
+  sandbox: string;
+  container: Container | undefined;
+  /** Resolved when the task reaches a terminal state (for stop({killTasks})). */
+  ended: Promise<void>;
+  end: () => void;
+}
+
+function taskKey(frameworkId: string, taskId: string): string {
+  return `${frameworkId}/${taskId}`;
+}
+
+export class Agent {
+  readonly resources: Resources;
+  private id: string | undefined;
+  private readonly workDir: string;
+  private readonly log: Logger;
+  private readonly containerizer: Containerizer;
+  private readonly store: CheckpointStore | undefined;
+  private readonly updates: StatusUpdateManager;
+  private readonly tasks = new Map<string, TaskRecord>();
+  private readonly hostname: string;
+
+  private connection: Connection<MasterToAgent, AgentMessage> | undefined;
+  private isRegistered = false;
+  private stopping = false;
+  private started = false;
+  private reconnectAttempt = 0;
+  private wake: (() => void) | undefined;
+  private sleepTimer: NodeJS.Timeout | undefined;
+  private gcTimer: NodeJS.Timeout | undefined;
+  private loop: Promise<void> | undefined;
+  private stopPromise: Promise<void> | undefined;
+  private resolveRegistered!: (agentId: string) => void;
+  private readonly registeredPromise: Promise<string>;
+
+  constructor(private readonly options: AgentOptions) {
+    if (!options.master && !options.connect) throw new TypeError('AgentOptions needs `master` (a ws:// URL) or `connect`');
+    this.workDir = path.resolve(options.workDir);
+    this.log = options.logger ?? getDefaultLogger();
+    this.resources = agentResources(this.workDir, options.resources);
+    this.hostname = options.hostname ?? os.hostname();
+    this.containerizer = options.containerizer ?? new ProcessContainerizer();
+    this.store = options.checkpoint === false ? undefined : new CheckpointStore(path.join(this.workDir, 'meta'));
+    this.updates = new StatusUpdateManager({
+      checkpoint: this.store,
+      send: (status) => this.sendUpdate(status),
+      onAcknowledged: (status) => this.acknowledged(status),
+      ...(options.statusUpdateRetry ? { retry: options.statusUpdateRetry } : {}),
+    });
+    this.registeredPromise = new Promise((resolve) => (this.resolveRegistered = resolve));
+  }
+
+  get agentId(): string | undefined {
+    return this.id;
+  }
+
+  /** Resolves with the agent id at the first REGISTERED. */
+  registered(): Promise<string> {
+    return this.registeredPromise;
+  }
+
+  /** Recovers checkpointed tasks, then starts the connect loop; does not wait for the master. */
+  async start(): Promise<void> {
+    if (this.started) throw new Error('agent already started');
+    this.started = true;
+    mkdirSync(path.join(this.workDir, 'sandboxes'), { recursive: true });
+    const limits = (await this.containerizer.init?.()) ?? { enforced: false, detail: `the ${this.containerizer.name} containerizer does not enforce limits` };
+    this.log.info(
+      { containerizer: this.containerizer.name, resources: formatResources(this.resources), limitsEnforced: limits.enforced, workDir: this.workDir },
+      `agent starting: ${this.containerizer.name} containerizer, resources ${formatResources(this.resources)}`,
+    );
+    if (limits.enforced) this.log.info(`resource limits are enforced: ${limits.detail}`);
+    else this.log.warn(`resource limits are not enforced: ${limits.detail}`);
+
+    this.id = this.store?.readAgentId();
+    this.recover();
+    this.collectSandboxes();
+    this.gcTimer = setInterval(() => this.collectSandboxes(), SANDBOX_GC_INTERVAL_MS);
+    this.gcTimer.unref();
+    this.loop = this.connectLoop();
+  }
+
+  /**
+   * Closes the socket; with `killTasks`, kills every task first and waits for them to end. Safe to
+   * call more than once: a later call with `killTasks` still kills the tasks (a signal handler may
+   * have begun a plain stop before the dev cluster asked for its tasks to go).
+   */
+  async stop(options: { killTasks?: boolean } = {}): Promise<void> {
+    this.stopping = true;
+    if (this.gcTimer) clearInterval(this.gcTimer);
+    if (options.killTasks) await this.killAll();
+    this.stopPromise ??= this.shutdown();
+    await this.stopPromise;
+  }
+
+  private async killAll(): Promise<void> {
+    const running = [...this.tasks.values()].filter((record) => !isTerminal(record.state));
+    for (const record of running) this.kill(record);
+    await Promise.all(running.map((record) => record.ended));
+    // Give the terminal updates a moment to be acknowledged; unacked ones are resent after a restart.
+    const deadline = Date.now() + 1000;
+    while (this.isRegistered && this.updates.pendingCount > 0 && Date.now() < deadline) await delay(20);
+  }
+
+  private async shutdown(): Promise<void> {
+    this.updates.stop();
+    if (this.sleepTimer) clearTimeout(this.sleepTimer);
+    this.wake?.();
+    this.connection?.close(CloseCode.GOING_AWAY, 'agent stopping');
+    await this.loop;
+    this.log.info({ agentId: this.id }, 'agent stopped');
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Connection
+
+  private dial(): Promise<Connection<MasterToAgent, AgentMessage>> {
+    if (this.options.connect) return this.options.connect();
+    const url = `${this.options.master!.replace(/\/+$/, '')}${Endpoint.agent}`;
+    return connectWs<MasterToAgent, AgentMessage>(url, { ...Inbound.masterToAgent, expectPingWithinMs: this.options.masterTimeoutMs ?? 15_000 });
+  }
+
+  private async connectLoop(): Promise<void> {
+    while (!this.stopping) {
+      let connection: Connection<MasterToAgent, AgentMessage>;
+      try {
+        connection = await this.dial();
+      } catch (error) {
+        this.log.warn({ err: (error as Error).message }, 'cannot reach the master; retrying');
+        await this.backoff();
+        continue;
+      }
+      if (this.stopping) {
+        connection.close(CloseCode.GOING_AWAY, 'agent stopping');
+        return;
+      }
+      await this.serve(connection);
+      if (!this.stopping) await this.backoff();
+    }
+  }
+
+  /** Runs one connection until it closes. */
+  private serve(connection: Connection<MasterToAgent, AgentMessage>): Promise<void> {
+    return new Promise((resolve) => {
+      this.connection = connection;
+      connection.onMessage = (message) => this.handle(message);
+      connection.onClose = (code, reason) => {
+        this.connection = undefined;
+        this.isRegistered = false;
+        this.updates.pause();
+        if (!this.stopping) this.log.warn({ code, reason }, `disconnected from the master: ${reason}`);
+        resolve();
+      };
+      const tasks: AgentTask[] = [];
+      for (const record of this.tasks.values()) {
+        if (!isTerminal(record.state)) tasks.push({ frameworkId: record.frameworkId, task: record.task, state: record.state });
+      }
+      connection.send({
+        type: 'REGISTER',
+        protocolVersion: PROTOCOL_VERSION,
+        ...(this.id ? { agentId: this.id } : {}),
+        hostname: this.hostname,
+        resources: this.resources,
+        attributes: this.options.attributes ?? {},
+        tasks,
+      });
+      this.log.debug({ remote: connection.remote, tasks: tasks.length }, 'connected; registering');
+    });
+  }
+
+  /** Exponential backoff with jitter (half fixed, half random) so a restarted master is not stampeded. */
+  private backoff(): Promise<void> {
+    const { initialMs, maxMs } = this.options.reconnect ?? { initialMs: 200, maxMs: 10_000 };
+    const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(this.reconnectAttempt, 30));
+    this.reconnectAttempt++;
+    const ms = ceiling / 2 + Math.random() * (ceiling / 2);
+    return new Promise((resolve) => {
+      this.wake = resolve;
+      this.sleepTimer = setTimeout(resolve, ms);
+    });
+  }
+
+  private handle(message: MasterToAgent): void {
+    switch (message.type) {
+      case 'REGISTERED':
+        this.onRegistered(message.agentId, message.masterId);
+        return;
+      case 'RUN_TASK':
+        this.runTask(message.frameworkId, message.task);
+        return;
+      case 'KILL_TASK':
+        this.killTask(message.frameworkId, message.taskId, message.killPolicy);
+        return;
+      case 'ACKNOWLEDGE_UPDATE':
+        if (!this.updates.acknowledge(message.frameworkId, message.taskId, message.uuid)) {
+          this.log.debug({ frameworkId: message.frameworkId, taskId: message.taskId, uuid: message.uuid }, 'ignoring an acknowledgement for an update that is not pending');
+        }
+        return;
+      case 'SHUTDOWN_FRAMEWORK':
+        this.shutdownFramework(message.frameworkId);
+        return;
+      case 'ERROR':
+        this.log.error({ code: message.code }, `the master reported an error: ${message.code}: ${message.message}`);
+        return;
+    }
+  }
+
+  private onRegistered(agentId: string, masterId: string): void {
+    if (agentId !== this.id) {
+      if (this.id) this.log.warn({ previous: this.id, agentId }, 'the master gave this agent a new id');
+      this.id = agentId;
+      this.store?.writeAgentId(agentId);
+    }
+    this.isRegistered = true;
+    this.reconnectAttempt = 0;
+    this.log.info({ agentId, masterId }, 'registered with the master');
+    this.resolveRegistered(agentId);
+    this.updates.resume();
+  }
+
+  private sendUpdate(status: StoredStatus): void {
+    const connection = this.connection;
+    if (!connection || !this.id) return;
+    connection.send({ type: 'STATUS_UPDATE', status: { ...status, agentId: this.id } });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Tasks
+
+  private newRecord(frameworkId: string, task: TaskInfo, state: TaskState): TaskRecord {
+    let end!: () => void;
+    const ended = new Promise<void>((resolve) => (end = resolve));
+    return { frameworkId, task, state, sandbox: sandboxPath(this.workDir, frameworkId, task.taskId), container: undefined, ended, end };
+  }
+
+  private runTask(frameworkId: string, task: TaskInfo): void {
+    const key = taskKey(frameworkId, task.taskId);
+    const existing = this.tasks.get(key);
+    if (existing) {
+      this.agentUpdate(frameworkId, task.taskId, 'FAILED', Reason.TASK_INVALID, `task ${task.taskId} of framework ${frameworkId} is already on this agent (${existing.state}); task ids must be unique within a framework`);
+      return;
+    }
+    const record = this.newRecord(frameworkId, task, 'STAGING');
+    this.tasks.set(key, record);
+    try {
+      mkdirSync(record.sandbox, { recursive: true });
+    } catch (error) {
+      this.onStatus(record, { state: 'FAILED', reason: Reason.LAUNCH_FAILED, message: `cannot create the sandbox ${record.sandbox}: ${(error as Error).message}` }, 'AGENT');
+      return;
+    }
+    const spec: LaunchSpec = { frameworkId, task, sandbox: record.sandbox };
+    const container = this.containerizer.launch(spec, (status) => this.onStatus(record, status, 'EXECUTOR'));
+    if (!isTerminal(record.state)) record.container = container;
+  }
+
+  private killTask(frameworkId: string, taskId: string, killPolicy: KillPolicy | undefined): void {
+    const record = this.tasks.get(taskKey(frameworkId, taskId));
+    if (!record) {
+      this.agentUpdate(frameworkId, taskId, 'LOST', undefined, `cannot kill task ${taskId} of framework ${frameworkId}: this agent does not know it`);
+      return;
+    }
+    if (isTerminal(record.state)) return; // its terminal update is already on its way
+    this.kill(record, killPolicy);
+  }
+
+  private kill(record: TaskRecord, killPolicy?: KillPolicy): void {
+    const gracePeriodMs = killPolicy?.gracePeriodMs ?? record.task.killPolicy?.gracePeriodMs ?? DEFAULT_GRACE_PERIOD_MS;
+    this.log.info({ frameworkId: record.frameworkId, taskId: record.task.taskId, gracePeriodMs }, 'killing task');
+    record.container?.kill(gracePeriodMs);
+  }
+
+  private shutdownFramework(frameworkId: string): void {
+    let n = 0;
+    for (const record of this.tasks.values()) {
+      if (record.frameworkId === frameworkId && !isTerminal(record.state)) {
+        this.kill(record);
+        n++;
+      }
+    }
+    this.log.info({ frameworkId, tasks: n }, 'shutting down framework');
+  }
+
+  /** A status from the containerizer (source EXECUTOR) or the agent itself (source AGENT). */
+  private onStatus(record: TaskRecord, status: ContainerStatus, source: 'AGENT' | 'EXECUTOR'): void {
+    if (isTerminal(record.state)) return;
+    if (status.state === 'RUNNING' && this.store) {
+      this.store.writeTask({
+        frameworkId: record.frameworkId,
+        task: record.task,
+        sandbox: record.sandbox,
+        ...(status.checkpoint !== undefined ? { container: status.checkpoint } : {}),
+      });
+    }
+    record.state = status.state;
+    if (isTerminal(status.state)) {
+      record.container = undefined;
+      record.end();
+    }
+    this.log.debug({ frameworkId: record.frameworkId, taskId: record.task.taskId, state: status.state, message: status.message }, 'task status');
+    this.updates.update({
+      taskId: record.task.taskId,
+      frameworkId: record.frameworkId,
+      state: status.state,
+      ...(status.reason !== undefined ? { reason: status.reason } : {}),
+      ...(status.message !== undefined ? { message: status.message } : {}),
+      ...(status.exitCode !== undefined ? { exitCode: status.exitCode } : {}),
+      source,
+      timestampMs: Date.now(),
+    });
+  }
+
+  /** An update about a task id the agent has no running record for (refused launch, unknown kill). */
+  private agentUpdate(frameworkId: string, taskId: string, state: TaskState, reason: string | undefined, message: string): void {
+    this.log.warn({ frameworkId, taskId, state, reason }, message);
+    this.updates.update({ taskId, frameworkId, state, ...(reason ? { reason } : {}), message, source: 'AGENT', timestampMs: Date.now() });
+  }
+
+  /** Once a task's terminal update is acknowledged and nothing else is pending, the agent forgets it. */
+  private acknowledged(status: StoredStatus): void {
+    if (!isTerminal(status.state)) return;
+    const key = taskKey(status.frameworkId, status.taskId);
+    const record = this.tasks.get(key);
+    if (record && !isTerminal(record.state)) return; // an ack for a refused duplicate; the task runs on
+    if (this.updates.pending(status.frameworkId, status.taskId).length > 0) return;
+    this.tasks.delete(key);
+    this.store?.removeTask(status.frameworkId, status.taskId);
+  }
+
+  /** Re-adopts tasks that survived an agent restart; reports the ones that ended while it was down. */
+  private recover(): void {
+    if (!this.store) return;
+    let adopted = 0;
+    let lost = 0;
+    for (const saved of this.store.readAll()) {
+      const unacked = saved.updates.filter((update) => !saved.acknowledged.has(update.uuid));
+      this.updates.recover(unacked);
+      if (!saved.info) {
+        if (unacked.length === 0) this.store.removeTask(saved.frameworkId, saved.taskId);
+        continue;
+      }
+      const lastState = saved.updates.at(-1)?.state ?? 'STAGING';
+      const record = this.newRecord(saved.frameworkId, saved.info.task, lastState);
+      record.sandbox = saved.info.sandbox;
+      if (isTerminal(lastState)) {
+        record.end();
+        if (unacked.length === 0) this.store.removeTask(saved.frameworkId, saved.taskId);
+        else this.tasks.set(taskKey(saved.frameworkId, saved.taskId), record);
+        continue;
+      }
+      this.tasks.set(taskKey(saved.frameworkId, saved.taskId), record);
+      const spec: LaunchSpec = { frameworkId: saved.frameworkId, task: saved.info.task, sandbox: saved.info.sandbox };
+      const container = this.containerizer.recover?.(spec, saved.info.container, (status) => this.onStatus(record, status, 'EXECUTOR'));
+      if (container) {
+        record.container = container;
+        record.state = 'RUNNING';
+        adopted++;
+      } else {
+        lost++;
+        this.onStatus(record, { state: 'FAILED', reason: Reason.AGENT_RESTARTED, message: 'the task ended while the agent was down; its exit status is unknown' }, 'AGENT');
+      }
+    }
+    if (adopted + lost > 0) this.log.info({ adopted, endedWhileDown: lost }, `recovered ${adopted} running task(s); ${lost} ended while the agent was down`);
+  }
+
+  private collectSandboxes(): void {
+    const retentionMs = this.options.sandboxRetentionMs ?? DEFAULT_SANDBOX_RETENTION_MS;
+    collectSandboxes(this.workDir, retentionMs, (frameworkId, taskId) => this.tasks.has(taskKey(frameworkId, taskId)))
+      .then((removed) => {
+        if (removed.length > 0) this.log.info({ removed: removed.length }, `removed ${removed.length} sandbox(es) older than ${Math.round(retentionMs / 3_600_000)} h`);
+      })
+      .catch((error: unknown) => this.log.warn({ err: (error as Error).message }, 'sandbox cleanup failed'));
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,156 @@
+/**
+ * Per-task cgroups for the process containerizer: memory limit = the task's `mem` (MB), cpu quota =
+ * its `cpus` (CFS quota over a 100 ms period). Supports cgroup v1 (separate memory and cpu
+ * hierarchies) and v2 (one unified hierarchy, `memory.max` and `cpu.max`).
+ *
+ * Everything on the launch path is synchronous and small (a mkdir and two or three writes per
+ * controller): spawns are ~1 ms, and an async round trip per file would cost more than the work.
+ */
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync, accessSync, constants } from 'node:fs';
+import path from 'node:path';
+
+const CFS_PERIOD_US = 100_000;
+const MB = 1024 * 1024;
+
+export interface CgroupLimits {
+  memMb?: number;
+  cpus?: number;
+}
+
+/** One task's cgroup: a directory per hierarchy (v1) or one directory (v2). Checkpointed as JSON. */
+export interface TaskCgroup {
+  version: 1 | 2;
+  /** Directories to remove after the task ends; each has a `cgroup.procs` the task joins. */
+  dirs: string[];
+  /** Where the OOM-kill counter lives: v1 memory.oom_control, v2 memory.events. */
+  oomFile?: string;
+  memMb?: number;
+}
+
+export class CgroupError extends Error {
+  override name = 'CgroupError';
+}
+
+export class Cgroups {
+  private constructor(
+    readonly version: 1 | 2,
+    /** v1: {memory, cpu} parent dirs; v2: one parent dir under both keys. */
+    private readonly memoryParent: string,
+    private readonly cpuParent: string,
+  ) {}
+
+  get description(): string {
+    return this.version === 1
+      ? `cgroup v1: memory limit and cpu quota per task under ${this.memoryParent} and ${this.cpuParent}`
+      : `cgroup v2: memory.max and cpu.max per task under ${this.memoryParent}`;
+  }
+
+  /**
+   * Finds a writable hierarchy and creates the parent cgroup. Returns the reason as a string when
+   * limits cannot be enforced here.
+   */
+  static detect(root = '/sys/fs/cgroup', parent = 'agora'): Cgroups | string {
+    if (process.platform !== 'linux') return `cgroups need Linux (this is ${process.platform})`;
+    if (process.getuid?.() !== 0) return 'the agent is not running as root, so it cannot create cgroups';
+    try {
+      if (existsSync(path.join(root, 'cgroup.controllers'))) {
+        const controllers = readFileSync(path.join(root, 'cgroup.controllers'), 'utf8').split(/\s+/);
+        const missing = ['memory', 'cpu'].filter((c) => !controllers.includes(c));
+        if (missing.length > 0) return `the cgroup v2 hierarchy at ${root} lacks the ${missing.join(' and ')} controller`;
+        writeFileSync(path.join(root, 'cgroup.subtree_control'), '+memory +cpu');
+        const dir = path.join(root, parent);
+        mkdirSync(dir, { recursive: true });
+        writeFileSync(path.join(dir, 'cgroup.subtree_control'), '+memory +cpu');
+        return new Cgroups(2, dir, dir);
+      }
+      const memory = path.join(root, 'memory');
+      const cpu = path.join(root, 'cpu');
+      if (!existsSync(path.join(memory, 'memory.limit_in_bytes'))) return `no cgroup v1 memory hierarchy at ${memory} and no cgroup v2 at ${root}`;
+      if (!existsSync(path.join(cpu, 'cpu.cfs_quota_us'))) return `no cgroup v1 cpu hierarchy at ${cpu}`;
+      const memoryParent = path.join(memory, parent);
+      const cpuParent = path.join(cpu, parent);
+      mkdirSync(memoryParent, { recursive: true });
+      mkdirSync(cpuParent, { recursive: true });
+      accessSync(path.join(memoryParent, 'cgroup.procs'), constants.W_OK);
+      accessSync(path.join(cpuParent, 'cgroup.procs'), constants.W_OK);
+      return new Cgroups(1, memoryParent, cpuParent);
+    } catch (error) {
+      return `the cgroup hierarchy at ${root} is not writable (${(error as Error).message})`;
+    }
+  }
+
+  /** Creates the task's cgroup with its limits. Undefined when the task asks for neither mem nor cpus. */
+  create(name: string, limits: CgroupLimits): TaskCgroup | undefined {
+    const { memMb, cpus } = limits;
+    if (!memMb && !cpus) return undefined;
+    const quotaUs = cpus ? Math.max(1000, Math.round(cpus * CFS_PERIOD_US)) : undefined;
+    try {
+      if (this.version === 2) {
+        const dir = path.join(this.memoryParent, name);
+        mkdirSync(dir);
+        const cgroup: TaskCgroup = { version: 2, dirs: [dir], oomFile: path.join(dir, 'memory.events') };
+        if (memMb) {
+          writeFileSync(path.join(dir, 'memory.max'), String(Math.round(memMb * MB)));
+          cgroup.memMb = memMb;
+        }
+        if (quotaUs) writeFileSync(path.join(dir, 'cpu.max'), `${quotaUs} ${CFS_PERIOD_US}`);
+        return cgroup;
+      }
+      const cgroup: TaskCgroup = { version: 1, dirs: [] };
+      if (memMb) {
+        const dir = path.join(this.memoryParent, name);
+        mkdirSync(dir);
+        cgroup.dirs.push(dir);
+        writeFileSync(path.join(dir, 'memory.limit_in_bytes'), String(Math.round(memMb * MB)));
+        cgroup.oomFile = path.join(dir, 'memory.oom_control');
+        cgroup.memMb = memMb;
+      }
+      if (quotaUs) {
+        const dir = path.join(this.cpuParent, name);
+        mkdirSync(dir);
+        cgroup.dirs.push(dir);
+        writeFileSync(path.join(dir, 'cpu.cfs_period_us'), String(CFS_PERIOD_US));
+        writeFileSync(path.join(dir, 'cpu.cfs_quota_us'), String(quotaUs));
+      }
+      return cgroup;
+    } catch (error) {
+      throw new CgroupError(`cannot create cgroup ${name}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+}
+
+/**
+ * The shell line that moves the shell itself into the task's cgroup before it runs anything else,
+ * so no process of the task ever runs outside its limits (no race with the command's first fork).
+ */
+export function joinCgroupScript(cgroup: TaskCgroup): string {
+  return `{ ${cgroup.dirs.map((dir) => `echo $$ > '${dir}/cgroup.procs'`).join(' && ')}; } || exit 125`;
+}
+
+/** True when the kernel's OOM killer killed a process of this cgroup. */
+export function oomKilled(cgroup: TaskCgroup): boolean {
+  if (!cgroup.oomFile) return false;
+  try {
+    const match = /^oom_kill (\d+)$/m.exec(readFileSync(cgroup.oomFile, 'utf8'));
+    return match !== null && Number(match[1]) > 0;
+  } catch {
+    return false;
+  }
+}
+
+/** Removes the task's cgroup directories, retrying while the last processes are being reaped. */
+export async function removeCgroup(cgroup: TaskCgroup, attempts = 20): Promise<void> {
+  for (const dir of cgroup.dirs) {
+    for (let i = 0; ; i++) {
+      try {
+        rmdirSync(dir);
+        break;
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') break;
+        if (i >= attempts) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 50 * (i + 1)));
+      }
+    }
+  }
+}

@@ -1,0 +1,302 @@
+/**
+ * The default containerizer: each task is a child process in its own process group (so a kill
+ * reaches everything it started), running in its sandbox with stdout and stderr written straight to
+ * files there (file descriptors handed to the child; nothing flows through Node).
+ *
+ * Limits: when a writable cgroup hierarchy exists and the agent runs as root, each task gets its own
+ * cgroup (memory limit = mem, cpu quota = cpus). The task's shell joins it before running the
+ * command, so no process of the task runs unconstrained even for a moment.
+ *
+ * Kill policy (Mesos' command executor): SIGTERM to the group, SIGKILL after the grace period.
+ * When the task's main process exits, whatever is left in its group is SIGKILLed: a container ends
+ * with its task.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { rangesOf, scalar } from '../../master/protocol/resources.ts';
+import { Reason, type TaskInfo } from '../../master/protocol/messages.ts';
+import { Cgroups, joinCgroupScript, oomKilled, removeCgroup, type TaskCgroup } from './cgroups.ts';
+import type { Container, ContainerStatus, Containerizer, LaunchSpec, LimitsInfo, ReportStatus } from './containerizer.ts';
+
+export interface ProcessContainerizerOptions {
+  /** 'auto': enforce limits with cgroups when possible. @default 'auto' */
+  cgroups?: 'auto' | false;
+  /** @default '/sys/fs/cgroup' */
+  cgroupRoot?: string;
+  /** Parent cgroup name under each hierarchy. @default 'agora' */
+  cgroupParent?: string;
+  /** How often a re-adopted task (no longer our child after an agent restart) is checked for exit. @default 500 */
+  recoverPollMs?: number;
+}
+
+/** What the agent checkpoints for a process container. */
+export interface ProcessCheckpoint {
+  pid: number;
+  /** Field 22 of /proc/<pid>/stat: guards against the pid being reused by another process. */
+  startTime?: string;
+  cgroup?: TaskCgroup;
+}
+
+/** The process's start time in clock ticks since boot, or undefined when it does not exist (or not Linux). */
+export function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses; fields after the last ')' are safe.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
+    return fields[19];
+  } catch {
+    return undefined;
+  }
+}
+
+function processAlive(pid: number, startTime: string | undefined): boolean {
+  if (process.platform === 'linux') {
+    const now = processStartTime(pid);
+    return now !== undefined && (startTime === undefined || now === startTime);
+  }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // ESRCH: the group is already gone.
+  }
+}
+
+/** Environment variables for the ports assigned to a task: PORT0..n, PORT (= PORT0) and PORTS. */
+export function portEnvironment(task: TaskInfo): Record<string, string> {
+  const env: Record<string, string> = {};
+  const ports: number[] = [];
+  for (const [begin, end] of rangesOf(task.resources, 'ports')) {
+    for (let port = begin; port <= end; port++) ports.push(port);
+  }
+  if (ports.length === 0) return env;
+  ports.forEach((port, i) => (env[`PORT${i}`] = String(port)));
+  env.PORT = String(ports[0]);
+  env.PORTS = ports.join(',');
+  return env;
+}
+
+export class ProcessContainerizer implements Containerizer {
+  readonly name = 'process';
+  private cgroups: Cgroups | undefined;
+  private initialised = false;
+  private limits: LimitsInfo = { enforced: false, detail: 'not initialised' };
+  /** Copied once: reading process.env goes through a slow accessor on every key. */
+  private readonly baseEnv: Record<string, string | undefined> = { ...process.env };
+  private readonly recoverPollMs: number;
+
+  constructor(private readonly options: ProcessContainerizerOptions = {}) {
+    this.recoverPollMs = options.recoverPollMs ?? 500;
+  }
+
+  async init(): Promise<LimitsInfo> {
+    if (this.initialised) return this.limits;
+    this.initialised = true;
+    if (this.options.cgroups === false) {
+      this.limits = { enforced: false, detail: 'cgroups are disabled in the options' };
+      return this.limits;
+    }
+    const detected = Cgroups.detect(this.options.cgroupRoot, this.options.cgroupParent);
+    if (typeof detected === 'string') {
+      this.limits = { enforced: false, detail: detected };
+    } else {
+      this.cgroups = detected;
+      this.limits = { enforced: true, detail: detected.description };
+    }
+    return this.limits;
+  }
+
+  launch(spec: LaunchSpec, report: ReportStatus): Container {
+    const { task, sandbox, frameworkId } = spec;
+    const command = task.command;
+    const shell = command.shell !== false;
+
+    let cgroup: TaskCgroup | undefined;
+    if (this.cgroups) {
+      try {
+        const name = cgroupName(frameworkId, task.taskId);
+        cgroup = this.cgroups.create(name, { memMb: scalar(task.resources, 'mem'), cpus: scalar(task.resources, 'cpus') });
+      } catch (error) {
+        report({ state: 'FAILED', reason: Reason.LAUNCH_FAILED, message: (error as Error).message });
+        return { kill() {} };
+      }
+    }
+
+    let file: string;
+    let args: string[];
+    if (cgroup) {
+      const join = joinCgroupScript(cgroup);
+      file = 'sh';
+      args = shell ? ['-c', `${join}\n${command.value}`] : ['-c', `${join}; exec "$@"`, 'agora-task', command.value, ...(command.arguments ?? [])];
+    } else if (shell) {
+      file = 'sh';
+      args = ['-c', command.value];
+    } else {
+      file = command.value;
+      args = command.arguments ?? [];
+    }
+
+    const env: Record<string, string | undefined> = {
+      ...this.baseEnv,
+      ...command.environment,
+      ...portEnvironment(task),
+      AGORA_TASK_ID: task.taskId,
+      AGORA_FRAMEWORK_ID: frameworkId,
+      AGORA_SANDBOX: sandbox,
+    };
+
+    let child: ChildProcess;
+    let stdout: number | undefined;
+    let stderr: number | undefined;
+    try {
+      stdout = openSync(path.join(sandbox, 'stdout'), 'a');
+      stderr = openSync(path.join(sandbox, 'stderr'), 'a');
+      child = spawn(file, args, { cwd: sandbox, env, stdio: ['ignore', stdout, stderr], detached: true });
+    } catch (error) {
+      this.release(cgroup);
+      report({ state: 'FAILED', reason: Reason.LAUNCH_FAILED, message: `cannot start the task: ${(error as Error).message}` });
+      return { kill() {} };
+    } finally {
+      if (stdout !== undefined) closeSync(stdout);
+      if (stderr !== undefined) closeSync(stderr);
+    }
+
+    const pid = child.pid;
+    if (pid === undefined) {
+      // spawn reports ENOENT/EACCES asynchronously and never emits 'exit'.
+      child.once('error', (error) => {
+        this.release(cgroup);
+        report({ state: 'FAILED', reason: Reason.LAUNCH_FAILED, message: `cannot start ${file}: ${error.message}` });
+      });
+      return { kill() {} };
+    }
+    // The agent's socket keeps it alive, not its tasks: a stopping agent leaves them running.
+    child.unref();
+    child.on('error', () => {
+      // Errors after a successful spawn (a failed kill) are not task outcomes; 'exit' reports those.
+    });
+
+    const container = new ProcessContainer(pid, cgroup, (status) => {
+      this.release(cgroup);
+      report(status);
+    });
+    child.once('exit', (code, signal) => container.exited(code, signal));
+    const checkpoint: ProcessCheckpoint = { pid, startTime: processStartTime(pid), ...(cgroup ? { cgroup } : {}) };
+    report({ state: 'RUNNING', checkpoint });
+    return container;
+  }
+
+  recover(_spec: LaunchSpec, checkpoint: unknown, report: ReportStatus): Container | undefined {
+    const saved = checkpoint as Partial<ProcessCheckpoint> | undefined;
+    if (!saved || typeof saved.pid !== 'number') return undefined;
+    const { pid, startTime, cgroup } = saved;
+    if (!processAlive(pid, startTime)) {
+      this.release(cgroup);
+      return undefined;
+    }
+    const container = new ProcessContainer(pid, cgroup, (status) => {
+      this.release(cgroup);
+      report(status);
+    });
+    // No longer our child, so no 'exit' event: poll. The exit status is lost with the parent.
+    const timer = setInterval(() => {
+      if (processAlive(pid, startTime)) return;
+      clearInterval(timer);
+      container.exited(null, null, true);
+    }, this.recoverPollMs);
+    timer.unref();
+    return container;
+  }
+
+  private release(cgroup: TaskCgroup | undefined): void {
+    if (!cgroup) return;
+    removeCgroup(cgroup).catch(() => {
+      // A cgroup that will not go away holds a stuck process; nothing more to do here.
+    });
+  }
+}
+
+/** cgroup directory names are limited to 255 bytes; ids may be up to 200 characters each. */
+function cgroupName(frameworkId: string, taskId: string): string {
+  const suffix = Math.random().toString(36).slice(2, 8);
+  const name = `${frameworkId}.${taskId}`;
+  return `${name.length > 240 ? name.slice(0, 120) + '~' + name.slice(-119) : name}.${suffix}`;
+}
+
+class ProcessContainer implements Container {
+  private killing = false;
+  private done = false;
+  private killTimer: NodeJS.Timeout | undefined;
+  private forced = false;
+
+  constructor(
+    private readonly pid: number,
+    private readonly cgroup: TaskCgroup | undefined,
+    private readonly report: (status: ContainerStatus) => void,
+  ) {}
+
+  kill(gracePeriodMs: number): void {
+    if (this.done) return;
+    if (this.killing) {
+      // A second kill with a shorter grace period (e.g. SHUTDOWN after KILL) may hurry it along.
+      if (gracePeriodMs === 0) this.forceKill();
+      return;
+    }
+    this.killing = true;
+    if (gracePeriodMs <= 0) {
+      this.forceKill();
+      return;
+    }
+    signalGroup(this.pid, 'SIGTERM');
+    this.killTimer = setTimeout(() => this.forceKill(), gracePeriodMs);
+  }
+
+  private forceKill(): void {
+    if (this.killTimer) clearTimeout(this.killTimer);
+    this.killTimer = undefined;
+    this.forced = true;
+    signalGroup(this.pid, 'SIGKILL');
+  }
+
+  /** `unknown`: a re-adopted process ended and its exit status went to init, not to us. */
+  exited(code: number | null, signal: NodeJS.Signals | null, unknown = false): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.killTimer) clearTimeout(this.killTimer);
+    // The container ends with its task: sweep what the task left in its group.
+    signalGroup(this.pid, 'SIGKILL');
+    this.report(this.outcome(code, signal, unknown));
+  }
+
+  private outcome(code: number | null, signal: NodeJS.Signals | null, unknown: boolean): ContainerStatus {
+    if (this.killing) {
+      const how = this.forced ? 'SIGKILL after the grace period' : 'SIGTERM';
+      return { state: 'KILLED', reason: Reason.TASK_KILLED, message: `killed by the agent (${how})`, ...(code !== null ? { exitCode: code } : {}) };
+    }
+    if (this.cgroup && oomKilled(this.cgroup)) {
+      return {
+        state: 'FAILED',
+        reason: Reason.CONTAINER_LIMITATION_MEMORY,
+        message: `memory limit of ${this.cgroup.memMb} MB exceeded: the kernel's OOM killer ended the task`,
+        ...(code !== null ? { exitCode: code } : {}),
+      };
+    }
+    if (unknown) {
+      return { state: 'FAILED', reason: Reason.AGENT_RESTARTED, message: 'the task ended after the agent restarted and re-adopted it; its exit status is unknown' };
+    }
+    if (code === 0) return { state: 'FINISHED', reason: Reason.COMMAND_EXITED, message: 'exited with code 0', exitCode: 0 };
+    if (code !== null) return { state: 'FAILED', reason: Reason.COMMAND_EXITED, message: `exited with code ${code}`, exitCode: code };
+    const name = signal ?? 'an unknown signal';
+    return { state: 'FAILED', reason: Reason.COMMAND_EXITED, message: `killed by ${name}` };
+  }
+}

@@ -1,0 +1,207 @@
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { TaskInfo } from '../../master/protocol/messages.ts';
+import type { ContainerStatus } from '../../agent/containerizers/containerizer.ts';
+import { ProcessContainerizer, processStartTime, type ProcessCheckpoint } from '../../agent/containerizers/process.ts';
+import { isTerminal } from '../../master/protocol/messages.ts';
+
+const root = mkdtempSync(path.join(os.tmpdir(), 'agora-process-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+let seq = 0;
+function taskOf(command: string, extra: Partial<TaskInfo> = {}): TaskInfo {
+  return { taskId: `t${++seq}`, resources: {}, command: { value: command }, ...extra };
+}
+
+function waitFor(predicate: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const tick = () => {
+      if (predicate()) return resolve();
+      if (Date.now() > deadline) return reject(new Error(`timed out waiting for ${what}`));
+      setTimeout(tick, 20);
+    };
+    tick();
+  });
+}
+
+/** Alive and not a zombie waiting for init to reap it. */
+function alive(pid: number): boolean {
+  return processStartTime(pid) !== undefined;
+}
+
+/** Launches a task and collects its statuses; `ended` resolves with the terminal one. */
+function launch(containerizer: ProcessContainerizer, task: TaskInfo, frameworkId = 'fw1') {
+  const sandbox = path.join(root, 'sandboxes', frameworkId, task.taskId);
+  mkdirSync(sandbox, { recursive: true });
+  const statuses: ContainerStatus[] = [];
+  let resolveEnded!: (status: ContainerStatus) => void;
+  const ended = new Promise<ContainerStatus>((resolve) => (resolveEnded = resolve));
+  const container = containerizer.launch({ frameworkId, task, sandbox }, (status) => {
+    statuses.push(status);
+    if (isTerminal(status.state)) resolveEnded(status);
+  });
+  return { container, statuses, ended, sandbox };
+}
+
+describe('ProcessContainerizer', () => {
+  const containerizer = new ProcessContainerizer({ cgroups: false });
+
+  it('reports RUNNING with a pid checkpoint, then FINISHED for a command that exits 0', async () => {
+    const run = launch(containerizer, taskOf('true'));
+    const end = await run.ended;
+    expect(run.statuses[0]?.state).toBe('RUNNING');
+    const checkpoint = run.statuses[0]?.checkpoint as ProcessCheckpoint;
+    expect(checkpoint.pid).toBeGreaterThan(0);
+    expect(end).toMatchObject({ state: 'FINISHED', exitCode: 0 });
+  });
+
+  it('reports FAILED with the exit code for a command that exits 3', async () => {
+    const end = await launch(containerizer, taskOf('exit 3')).ended;
+    expect(end).toMatchObject({ state: 'FAILED', exitCode: 3, message: 'exited with code 3', reason: 'COMMAND_EXITED' });
+  });
+
+  it('reports FAILED naming the signal when the task dies of a signal the agent did not send', async () => {
+    const end = await launch(containerizer, taskOf('kill -SEGV $$')).ended;
+    expect(end.state).toBe('FAILED');
+    expect(end.message).toBe('killed by SIGSEGV');
+  });
+
+  it('writes stdout and stderr to files in the sandbox', async () => {
+    const run = launch(containerizer, taskOf('echo out; echo err >&2; pwd'));
+    await run.ended;
+    expect(readFileSync(path.join(run.sandbox, 'stdout'), 'utf8')).toBe(`out\n${run.sandbox}\n`);
+    expect(readFileSync(path.join(run.sandbox, 'stderr'), 'utf8')).toBe('err\n');
+  });
+
+  it('sets AGORA_* variables, the command environment and PORT0..n / PORT / PORTS from the assigned ports', async () => {
+    const task = taskOf('echo "$AGORA_TASK_ID $AGORA_FRAMEWORK_ID $AGORA_SANDBOX $GREETING $PORT $PORT0 $PORT1 $PORT2 $PORTS"', {
+      resources: { cpus: 0.1, ports: [[31000, 31001], [31005, 31005]] },
+      command: { value: '', environment: { GREETING: 'hello' } },
+    });
+    task.command.value = 'echo "$AGORA_TASK_ID $AGORA_FRAMEWORK_ID $AGORA_SANDBOX $GREETING $PORT $PORT0 $PORT1 $PORT2 $PORTS"';
+    const run = launch(containerizer, task, 'fw-env');
+    await run.ended;
+    expect(readFileSync(path.join(run.sandbox, 'stdout'), 'utf8').trim()).toBe(`${task.taskId} fw-env ${run.sandbox} hello 31000 31000 31001 31005 31000,31001,31005`);
+  });
+
+  it('execs `value` with `arguments` when shell is false', async () => {
+    const run = launch(containerizer, taskOf('', { command: { value: '/bin/echo', shell: false, arguments: ['a b', '$HOME'] } }));
+    await run.ended;
+    expect(readFileSync(path.join(run.sandbox, 'stdout'), 'utf8')).toBe('a b $HOME\n');
+  });
+
+  it('reports LAUNCH_FAILED when the program cannot be started', async () => {
+    const run = launch(containerizer, taskOf('', { command: { value: '/nonexistent/program', shell: false } }));
+    const end = await run.ended;
+    expect(run.statuses.map((s) => s.state)).toEqual(['FAILED']);
+    expect(end.reason).toBe('LAUNCH_FAILED');
+    expect(end.message).toMatch(/ENOENT/);
+  });
+
+  it('ends a task that exits on SIGTERM as KILLED (TASK_KILLED)', async () => {
+    const run = launch(containerizer, taskOf('sleep 30'));
+    run.container.kill(10_000);
+    const end = await run.ended;
+    expect(end).toMatchObject({ state: 'KILLED', reason: 'TASK_KILLED' });
+    expect(end.message).toMatch(/SIGTERM/);
+  });
+
+  it('SIGKILLs a task that ignores SIGTERM once the grace period is over', async () => {
+    const run = launch(containerizer, taskOf("trap '' TERM; echo ready; sleep 30"));
+    await waitFor(() => readFileSync(path.join(run.sandbox, 'stdout'), 'utf8').includes('ready'), 'the trap to be set');
+    run.container.kill(500);
+    const end = await run.ended;
+    expect(end).toMatchObject({ state: 'KILLED', reason: 'TASK_KILLED' });
+    expect(end.message).toMatch(/SIGKILL after the grace period/);
+  });
+
+  it('kills the children of a task with it', async () => {
+    const run = launch(containerizer, taskOf('sleep 30 & echo $! > child.pid; wait'));
+    const pidFile = path.join(run.sandbox, 'child.pid');
+    await waitFor(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '', 'the child pid');
+    const childPid = Number(readFileSync(pidFile, 'utf8'));
+    expect(alive(childPid)).toBe(true);
+    run.container.kill(5000);
+    await run.ended;
+    await waitFor(() => !alive(childPid), `child ${childPid} to die`);
+  });
+
+  it('sweeps processes a task left behind when it exits', async () => {
+    const run = launch(containerizer, taskOf('sleep 30 & echo $! > child.pid'));
+    await run.ended;
+    const childPid = Number(readFileSync(path.join(run.sandbox, 'child.pid'), 'utf8'));
+    await waitFor(() => !alive(childPid), `orphan ${childPid} to die`);
+  });
+
+  it('re-adopts a running task from its checkpoint and notices when it ends', async () => {
+    const run = launch(containerizer, taskOf('sleep 30'));
+    const checkpoint = run.statuses[0]?.checkpoint as ProcessCheckpoint;
+    const other = new ProcessContainerizer({ cgroups: false, recoverPollMs: 50 });
+    const statuses: ContainerStatus[] = [];
+    const adopted = other.recover({ frameworkId: 'fw1', task: taskOf('sleep 30'), sandbox: run.sandbox }, checkpoint, (s) => statuses.push(s));
+    expect(adopted).toBeDefined();
+    adopted!.kill(5000);
+    await waitFor(() => statuses.length > 0, 'the re-adopted task to end');
+    expect(statuses[0]).toMatchObject({ state: 'KILLED' });
+    await run.ended;
+    // A pid whose start time differs is someone else's process now.
+    expect(other.recover({ frameworkId: 'fw1', task: taskOf('x'), sandbox: run.sandbox }, { pid: process.pid, startTime: '1' }, () => {})).toBeUndefined();
+  });
+});
+
+const cgroupsUsable = process.platform === 'linux' && process.getuid?.() === 0 && existsSync('/sys/fs/cgroup/memory/memory.limit_in_bytes');
+
+describe.skipIf(!cgroupsUsable)('ProcessContainerizer with cgroup v1 limits', () => {
+  const parent = `agora-test-${process.pid}`;
+  const containerizer = new ProcessContainerizer({ cgroupParent: parent });
+  afterAll(() => {
+    for (const hierarchy of ['memory', 'cpu']) {
+      try {
+        rmdirSync(`/sys/fs/cgroup/${hierarchy}/${parent}`);
+      } catch {
+        // already gone
+      }
+    }
+  });
+
+  it('puts the task in its own memory and cpu cgroups holding its limits, then removes them', async () => {
+    const limits = await containerizer.init();
+    expect(limits.enforced).toBe(true);
+    const run = launch(containerizer, taskOf('cat /proc/self/cgroup; sleep 30', { resources: { cpus: 0.5, mem: 64 } }));
+    const checkpoint = run.statuses[0]?.checkpoint as ProcessCheckpoint;
+    const dirs = checkpoint.cgroup!.dirs;
+    const memDir = dirs.find((d) => d.includes('/memory/'))!;
+    const cpuDir = dirs.find((d) => d.includes('/cpu/'))!;
+    expect(readFileSync(path.join(memDir, 'memory.limit_in_bytes'), 'utf8').trim()).toBe(String(64 * 1024 * 1024));
+    expect(readFileSync(path.join(cpuDir, 'cpu.cfs_quota_us'), 'utf8').trim()).toBe('50000');
+    expect(readFileSync(path.join(cpuDir, 'cpu.cfs_period_us'), 'utf8').trim()).toBe('100000');
+    await waitFor(() => readFileSync(path.join(memDir, 'cgroup.procs'), 'utf8').trim() !== '', 'the task to join its cgroup');
+    expect(readFileSync(path.join(memDir, 'cgroup.procs'), 'utf8').split('\n')).toContain(String(checkpoint.pid));
+    run.container.kill(1000);
+    await run.ended;
+    await waitFor(() => !existsSync(memDir) && !existsSync(cpuDir), 'the cgroups to be removed');
+  });
+
+  it('runs the command itself inside the cgroup (no race with its first fork)', async () => {
+    const run = launch(containerizer, taskOf('sh -c "cat /proc/self/cgroup"', { resources: { mem: 32 } }));
+    await run.ended;
+    const name = path.basename((run.statuses[0]?.checkpoint as ProcessCheckpoint).cgroup!.dirs[0]!);
+    expect(readFileSync(path.join(run.sandbox, 'stdout'), 'utf8')).toMatch(new RegExp(`memory:/${parent}/${name.replace(/\./g, '\\.')}`));
+  });
+
+  it('reports a memory limit breach as FAILED with CONTAINER_LIMITATION_MEMORY', async () => {
+    // Grow a shell variable well past 16 MB.
+    const hog = 'x=x; while true; do x="$x$x"; done';
+    const end = await launch(containerizer, taskOf(hog, { resources: { mem: 16 } })).ended;
+    expect(end).toMatchObject({ state: 'FAILED', reason: 'CONTAINER_LIMITATION_MEMORY' });
+  });
+});
+
+if (!cgroupsUsable) {
+  describe('ProcessContainerizer with cgroup v1 limits', () => {
+    it.skip(`skipped: needs root on Linux with cgroup v1 at /sys/fs/cgroup/memory (uid ${process.getuid?.()})`, () => {});
+  });
+}
