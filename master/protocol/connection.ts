@@ -28,6 +28,8 @@ export const CloseCode = {
 
 export interface Connection<In, Out> {
   send(message: Out): void;
+  /** Sends an ERROR message (both directions carry the same ERROR shape). */
+  sendError(code: string, message: string): void;
   close(code: number, reason: string): void;
   readonly remote: string;
   readonly isOpen: boolean;

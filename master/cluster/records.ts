@@ -1,0 +1,99 @@
+/**
+ * The master's in-memory model: what it knows of agents, frameworks, tasks and offers.
+ * Plain records; the master (master.ts) owns the rules for changing them.
+ */
+import type { Connection } from '../protocol/connection.ts';
+import type {
+  AgentMessage,
+  FrameworkInfo,
+  MasterToAgent,
+  SchedulerCall,
+  SchedulerEvent,
+  TaskInfo,
+  TaskState,
+  TaskStatus,
+} from '../protocol/messages.ts';
+import type { Resources } from '../protocol/resources.ts';
+
+export type AgentConnection = Connection<AgentMessage, MasterToAgent>;
+export type SchedulerConnection = Connection<SchedulerCall, SchedulerEvent>;
+
+/**
+ * ACTIVE: registered and connected. DISCONNECTED: its socket dropped; it has until the unreachable
+ * deadline to come back. UNREACHABLE: its tasks were reported UNREACHABLE/LOST and its resources
+ * left the allocator; it may still come back and re-register.
+ */
+export type AgentStatus = 'ACTIVE' | 'DISCONNECTED' | 'UNREACHABLE';
+
+export interface AgentRecord {
+  id: string;
+  hostname: string;
+  total: Resources;
+  attributes: Record<string, string>;
+  status: AgentStatus;
+  conn: AgentConnection | undefined;
+  registeredAtMs: number;
+  unreachableTimer: NodeJS.Timeout | undefined;
+  tasks: Set<TaskRecord>;
+  offers: Set<OfferRecord>;
+}
+
+/** ACTIVE: its scheduler is subscribed. DISCONNECTED: within its failover timeout. */
+export type FrameworkStatus = 'ACTIVE' | 'DISCONNECTED';
+
+export interface FrameworkRecord {
+  id: string;
+  info: FrameworkInfo;
+  role: string;
+  partitionAware: boolean;
+  status: FrameworkStatus;
+  conn: SchedulerConnection | undefined;
+  registeredAtMs: number;
+  failoverTimer: NodeJS.Timeout | undefined;
+  /** Live tasks and terminal tasks whose last update is not yet acknowledged, by task id. */
+  tasks: Map<string, TaskRecord>;
+  offers: Set<OfferRecord>;
+  suppressed: boolean;
+}
+
+export interface TaskRecord {
+  frameworkId: string;
+  agentId: string;
+  info: TaskInfo;
+  state: TaskState;
+  /** The latest status, as last sent to the scheduler. */
+  status: TaskStatus;
+  /** The latest agent update the scheduler has not acknowledged yet; re-sent on re-subscribe. */
+  unacknowledged: TaskStatus | undefined;
+  /** Whether this task's resources are still counted by the allocator. */
+  holdsResources: boolean;
+  /** A KILL arrived while the agent was away; it is sent when the agent re-registers. */
+  killPending: boolean;
+  launchedAtMs: number;
+}
+
+export interface OfferRecord {
+  id: string;
+  frameworkId: string;
+  agentId: string;
+  resources: Resources;
+  createdAtMs: number;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** A fixed-size history of ended things (completed tasks, removed frameworks) for /state. */
+export class History<T> {
+  private readonly items: T[] = [];
+  constructor(private readonly capacity: number) {}
+  push(item: T): void {
+    this.items.push(item);
+    if (this.items.length > this.capacity) this.items.splice(0, this.items.length - this.capacity);
+  }
+  find(predicate: (item: T) => boolean): T | undefined {
+    for (let i = this.items.length - 1; i >= 0; i--) if (predicate(this.items[i]!)) return this.items[i];
+    return undefined;
+  }
+  toArray(): T[] {
+    return this.items.slice();
+  }
+}

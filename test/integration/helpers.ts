@@ -1,0 +1,200 @@
+/**
+ * Shared pieces for integration tests: real masters on loopback port 0, real agents (in-process or
+ * as child processes), and a raw protocol client for poking the master with bad input.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { WebSocket } from 'ws';
+import { startMasterServer, type MasterServer, type MasterServerOptions } from '../../master/http/server.ts';
+import { createPackr, createUnpackr } from '../../master/protocol/codec.ts';
+import { Agent, type AgentOptions } from '../../agent/agent.ts';
+import { SchedulerDriver, type Offer, type TaskInfo, type TaskStatus, type FrameworkInfo } from '../../frameworks/sdk/index.ts';
+
+export const quiet = pino({ level: process.env.AGORA_TEST_LOG ?? 'silent' });
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export function tempDir(prefix = 'agora-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** A master on a free loopback port with short timers so failure paths run in seconds. */
+export async function startMaster(options: MasterServerOptions = {}): Promise<MasterServer> {
+  return startMasterServer({
+    port: 0,
+    pingIntervalMs: 200,
+    maxMissedPings: 3,
+    allocationIntervalMs: 100,
+    agentReregisterTimeoutMs: 1000,
+    logger: quiet,
+    ...options,
+  });
+}
+
+export async function startAgent(master: MasterServer, options: Partial<AgentOptions> = {}): Promise<Agent> {
+  const agent = new Agent({
+    master: master.wsUrl,
+    workDir: tempDir('agora-agent-'),
+    resources: { cpus: 4, mem: 4096, disk: 10000, ports: [[31000, 31100]] },
+    logger: quiet,
+    reconnect: { initialMs: 50, maxMs: 500 },
+    ...options,
+  });
+  await agent.start();
+  await agent.registered();
+  return agent;
+}
+
+/** An agent in its own OS process (`agora agent`), so a test can SIGKILL it. */
+export function startAgentProcess(masterWsUrl: string, workDir: string, extraArgs: string[] = []): ChildProcess {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(ROOT, 'bin/agora.ts'), 'agent', '--master', masterWsUrl, '--work-dir', workDir, '--resources', 'cpus:2;mem:2048;disk:1000;ports:[31000-31100]', ...extraArgs],
+    { cwd: ROOT, stdio: ['ignore', 'ignore', process.env.AGORA_TEST_LOG ? 'inherit' : 'ignore'], env: { ...process.env, AGORA_LOG_LEVEL: process.env.AGORA_TEST_LOG ?? 'warn' } },
+  );
+  return child;
+}
+
+export async function waitFor<T>(probe: () => T | undefined | false | Promise<T | undefined | false>, what: string, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+type Message = { type: string } & Record<string, unknown>;
+
+/**
+ * A raw protocol client: sends whatever a test wants (including garbage) and records every message
+ * and the close code. It deliberately bypasses the SDK's validation.
+ */
+export class RawClient {
+  readonly messages: Message[] = [];
+  closed: { code: number; reason: string } | undefined;
+  private readonly packr = createPackr();
+  private readonly unpackr = createUnpackr();
+
+  private constructor(readonly ws: WebSocket) {
+    ws.on('message', (data: Buffer) => {
+      const decoded = this.unpackr.unpack(data) as Message | Message[];
+      for (const m of Array.isArray(decoded) ? decoded : [decoded]) this.messages.push(m);
+    });
+    ws.on('close', (code, reason) => (this.closed = { code, reason: reason.toString() }));
+    ws.on('error', () => {});
+  }
+
+  static async connect(url: string): Promise<RawClient> {
+    const ws = new WebSocket(url, { perMessageDeflate: false });
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    return new RawClient(ws);
+  }
+
+  send(message: unknown): void {
+    this.ws.send(this.packr.pack(message));
+  }
+
+  sendBytes(bytes: Buffer | string): void {
+    this.ws.send(bytes);
+  }
+
+  async next(type: string, predicate: (m: Message) => boolean = () => true, timeoutMs = 5000): Promise<Message> {
+    return waitFor(() => this.messages.find((m) => m.type === type && predicate(m)), `a ${type} message`, timeoutMs);
+  }
+
+  /** Waits for and removes the next message of `type`. */
+  async take(type: string, predicate: (m: Message) => boolean = () => true, timeoutMs = 5000): Promise<Message> {
+    const m = await this.next(type, predicate, timeoutMs);
+    this.messages.splice(this.messages.indexOf(m), 1);
+    return m;
+  }
+
+  async waitClosed(timeoutMs = 5000): Promise<{ code: number; reason: string }> {
+    return waitFor(() => this.closed, 'the socket to close', timeoutMs);
+  }
+
+  close(): void {
+    this.ws.terminate();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A recording scheduler on the real SDK driver.
+
+
+export class TestScheduler {
+  readonly offers: (Offer & { receivedAtMs: number })[] = [];
+  readonly updates: TaskStatus[] = [];
+  readonly rescinded: string[] = [];
+  readonly failures: string[] = [];
+  readonly errors: { code: string; message: string }[] = [];
+  /** What to do with offers as they arrive; offers left alone are declined by the driver. */
+  onOffers: (offers: Offer[], driver: SchedulerDriver) => void = () => {};
+  readonly driver: SchedulerDriver;
+
+  constructor(master: MasterServer, framework: Partial<FrameworkInfo> = {}, declineRefuseSeconds = 1) {
+    this.driver = new SchedulerDriver({
+      master: master.wsUrl,
+      framework: { name: 'test', failoverTimeoutMs: 0, ...framework },
+      logger: quiet,
+      declineRefuseSeconds,
+      reconnect: { initialMs: 50, maxMs: 500 },
+      handlers: {
+        offers: (offers, d) => {
+          const now = Date.now();
+          for (const o of offers) this.offers.push({ ...o, receivedAtMs: now });
+          this.onOffers(offers, d);
+        },
+        update: (status) => {
+          this.updates.push(status);
+        },
+        rescinded: (id) => {
+          this.rescinded.push(id);
+        },
+        failure: (agentId) => {
+          this.failures.push(agentId);
+        },
+        error: (e) => {
+          this.errors.push(e);
+        },
+      },
+    });
+  }
+
+  start(): Promise<string> {
+    return this.driver.start();
+  }
+
+  /** Launches one task on the first offer that arrives (or is already waiting). */
+  launchOnNextOffer(task: TaskInfo): void {
+    this.onOffers = (offers, d) => {
+      this.onOffers = () => {};
+      d.launch(offers[0]!, [task]);
+    };
+    this.driver.revive();
+  }
+
+  waitForUpdate(taskId: string, state: string, timeoutMs = 10_000): Promise<TaskStatus> {
+    return waitFor(() => this.updates.find((u) => u.taskId === taskId && u.state === state), `task ${taskId} to be ${state} (seen: ${this.statesOf(taskId)})`, timeoutMs);
+  }
+
+  statesOf(taskId: string): string {
+    return this.updates.filter((u) => u.taskId === taskId).map((u) => u.state).join(' → ') || 'nothing';
+  }
+}
+
+export function shellTask(taskId: string, command: string, resources: Record<string, number> = { cpus: 0.1, mem: 32 }, extra: Partial<TaskInfo> = {}): TaskInfo {
+  return { taskId, resources, command: { value: command }, ...extra };
+}
