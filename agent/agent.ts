@@ -104,6 +104,7 @@ export class Agent {
   private connection: Connection<MasterToAgent, AgentMessage> | undefined;
   private isRegistered = false;
   private stopping = false;
+  private detached = false;
   private started = false;
   private reconnectAttempt = 0;
   private wake: (() => void) | undefined;
@@ -184,6 +185,9 @@ export class Agent {
   }
 
   private async shutdown(): Promise<void> {
+    // From here on the agent no longer watches its tasks (they keep running): what happens to them
+    // next is for the agent that recovers this work dir to find out, as after a real restart.
+    this.detached = true;
     this.updates.stop();
     if (this.sleepTimer) clearTimeout(this.sleepTimer);
     this.wake?.();
@@ -363,7 +367,7 @@ export class Agent {
 
   /** A status from the containerizer (source EXECUTOR) or the agent itself (source AGENT). */
   private onStatus(record: TaskRecord, status: ContainerStatus, source: 'AGENT' | 'EXECUTOR'): void {
-    if (isTerminal(record.state)) return;
+    if (isTerminal(record.state) || this.detached) return;
     if (status.state === 'RUNNING' && this.store) {
       this.store.writeTask({
         frameworkId: record.frameworkId,

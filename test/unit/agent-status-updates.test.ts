@@ -1,0 +1,120 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { CheckpointStore, type StoredStatus } from '../../agent/checkpoint.ts';
+import { StatusUpdateManager } from '../../agent/status-updates.ts';
+import type { TaskState } from '../../master/protocol/messages.ts';
+
+const root = mkdtempSync(path.join(os.tmpdir(), 'agora-sum-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+function status(taskId: string, state: TaskState) {
+  return { taskId, frameworkId: 'fw', state, source: 'EXECUTOR' as const, timestampMs: 0 };
+}
+
+function manager(checkpoint?: CheckpointStore) {
+  const sent: StoredStatus[] = [];
+  const acked: StoredStatus[] = [];
+  const m = new StatusUpdateManager({ send: (s) => sent.push(s), checkpoint, retry: { initialMs: 1000, maxMs: 30_000 }, onAcknowledged: (s) => acked.push(s) });
+  return { m, sent, acked };
+}
+
+describe('StatusUpdateManager', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('gives every update a uuid and keeps only the head of each task stream in flight, in order', () => {
+    const { m, sent } = manager();
+    m.resume();
+    const running = m.update(status('a', 'RUNNING'));
+    const finished = m.update(status('a', 'FINISHED'));
+    const other = m.update(status('b', 'RUNNING'));
+    expect(running.uuid).not.toBe(finished.uuid);
+    expect(sent.map((s) => s.uuid)).toEqual([running.uuid, other.uuid]);
+    expect(m.acknowledge('fw', 'a', running.uuid)).toBe(true);
+    expect(sent.map((s) => s.uuid)).toEqual([running.uuid, other.uuid, finished.uuid]);
+  });
+
+  it('ignores an acknowledgement for an update that is not the head', () => {
+    const { m, acked } = manager();
+    m.resume();
+    m.update(status('a', 'RUNNING'));
+    const second = m.update(status('a', 'FINISHED'));
+    expect(m.acknowledge('fw', 'a', second.uuid)).toBe(false);
+    expect(m.acknowledge('fw', 'nope', second.uuid)).toBe(false);
+    expect(acked).toEqual([]);
+    expect(m.pending('fw', 'a')).toHaveLength(2);
+  });
+
+  it('resends the head with doubling backoff until it is acknowledged', () => {
+    const { m, sent } = manager();
+    m.resume();
+    const update = m.update(status('a', 'RUNNING'));
+    vi.advanceTimersByTime(999);
+    expect(sent).toHaveLength(1);
+    vi.advanceTimersByTime(1); // 1 s
+    expect(sent).toHaveLength(2);
+    vi.advanceTimersByTime(2000); // +2 s
+    expect(sent).toHaveLength(3);
+    vi.advanceTimersByTime(4000); // +4 s
+    expect(sent).toHaveLength(4);
+    m.acknowledge('fw', 'a', update.uuid);
+    vi.advanceTimersByTime(60_000);
+    expect(sent).toHaveLength(4);
+    expect(m.pendingCount).toBe(0);
+  });
+
+  it('sends nothing while disconnected and resends every stream head at once on resume', () => {
+    const { m, sent } = manager();
+    const a = m.update(status('a', 'RUNNING'));
+    m.update(status('a', 'FINISHED'));
+    const b = m.update(status('b', 'RUNNING'));
+    vi.advanceTimersByTime(60_000);
+    expect(sent).toEqual([]);
+    m.resume();
+    expect(sent.map((s) => s.uuid)).toEqual([a.uuid, b.uuid]);
+    m.pause();
+    vi.advanceTimersByTime(60_000);
+    expect(sent).toHaveLength(2);
+    m.resume();
+    expect(sent.map((s) => s.uuid)).toEqual([a.uuid, b.uuid, a.uuid, b.uuid]);
+  });
+
+  it('recovers unacknowledged updates from a checkpoint read by a new instance', () => {
+    const dir = path.join(root, 'meta1');
+    const first = manager(new CheckpointStore(dir));
+    first.m.resume();
+    const running = first.m.update(status('a', 'RUNNING'));
+    const finished = first.m.update(status('a', 'FINISHED'));
+    const other = first.m.update(status('b', 'FAILED'));
+    first.m.acknowledge('fw', 'a', running.uuid);
+    first.m.stop();
+
+    const store = new CheckpointStore(dir);
+    const saved = store.readAll().sort((x, y) => x.taskId.localeCompare(y.taskId));
+    expect(saved.map((t) => t.taskId)).toEqual(['a', 'b']);
+    expect(saved[0]!.updates.map((u) => u.state)).toEqual(['RUNNING', 'FINISHED']);
+    expect([...saved[0]!.acknowledged]).toEqual([running.uuid]);
+
+    const second = manager(store);
+    for (const task of saved) second.m.recover(task.updates.filter((u) => !task.acknowledged.has(u.uuid)));
+    second.m.resume();
+    expect(second.sent.map((s) => s.uuid)).toEqual([finished.uuid, other.uuid]);
+    expect(second.sent[0]).toEqual(finished);
+  });
+});
+
+describe('CheckpointStore', () => {
+  it('keeps the agent id and forgets a removed task', () => {
+    const store = new CheckpointStore(path.join(root, 'meta2'));
+    expect(store.readAgentId()).toBeUndefined();
+    store.writeAgentId('agent-1');
+    store.writeTask({ frameworkId: 'fw', task: { taskId: 't', resources: {}, command: { value: 'true' } }, sandbox: '/x', container: { pid: 1 } });
+    const again = new CheckpointStore(path.join(root, 'meta2'));
+    expect(again.readAgentId()).toBe('agent-1');
+    expect(again.readAll()[0]?.info?.container).toEqual({ pid: 1 });
+    again.removeTask('fw', 't');
+    expect(new CheckpointStore(path.join(root, 'meta2')).readAll()).toEqual([]);
+  });
+});
