@@ -44,9 +44,9 @@ class ScriptedMaster {
     });
   }
 
-  static start(): Promise<ScriptedMaster> {
+  static start(port = 0): Promise<ScriptedMaster> {
     return new Promise((resolve) => {
-      const server = new WebSocketServer({ host: '127.0.0.1', port: 0 }, () => resolve(new ScriptedMaster(server)));
+      const server: WebSocketServer = new WebSocketServer({ host: '127.0.0.1', port }, () => resolve(new ScriptedMaster(server)));
     });
   }
 
@@ -243,9 +243,7 @@ describe('Agent against a scripted master', () => {
     await agent.start();
     await new Promise((resolve) => setTimeout(resolve, 200));
     const port = Number(new URL(url).port);
-    const late = await new Promise<ScriptedMaster>((resolve) => {
-      const server = new WebSocketServer({ host: '127.0.0.1', port }, () => resolve(Reflect.construct(ScriptedMaster, [server]) as ScriptedMaster));
-    });
+    const late = await ScriptedMaster.start(port);
     masters.push(late);
     await late.until(() => late.registrations()[0], 'REGISTER after the master appears');
   });
