@@ -2,14 +2,17 @@
  * The Agent against a small scripted master: a real ws server on loopback, the protocol's own codec
  * and validation (WsConnection), and assertions on exactly what the agent says.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Agent, type AgentOptions } from '../../agent/agent.ts';
+import { processStartTime } from '../../agent/containerizers/process.ts';
 import { SimulatedContainerizer } from '../../agent/containerizers/simulated.ts';
 import { Endpoint, Inbound, PROTOCOL_VERSION, WsConnection, type AgentMessage, type MasterToAgent } from '../../master/protocol/index.ts';
 
@@ -272,5 +275,66 @@ describe('Agent against a scripted master', () => {
     const failed = await master.until(() => master.updates('gone').find((s) => s.state === 'FAILED'), 'FAILED');
     expect(failed).toMatchObject({ reason: 'AGENT_RESTARTED', source: 'AGENT' });
     expect(failed.message).toMatch(/exit status is unknown/);
+  });
+});
+
+describe('an agent process killed with SIGKILL', () => {
+  const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+  const children: ChildProcess[] = [];
+  afterEach(() => {
+    for (const child of children.splice(0)) {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  });
+
+  /** `npx tsx agent/main.ts` in its own process group, so the whole npx → tsx → node chain dies at once. */
+  function startAgentProcess(masterUrl: string, workDir: string): ChildProcess {
+    const child = spawn('npx', ['tsx', 'agent/main.ts', '--master', masterUrl, '--work-dir', workDir, '--resources', 'cpus:2;mem:1024'], {
+      cwd: ROOT,
+      detached: true,
+      stdio: ['ignore', 'ignore', process.env.AGORA_TEST_LOG ? 'inherit' : 'ignore'],
+      env: { ...process.env, AGORA_LOG_LEVEL: process.env.AGORA_TEST_LOG ?? 'warn' },
+    });
+    children.push(child);
+    return child;
+  }
+
+  it('re-adopts its running task on restart: re-registers with it RUNNING, same pid, and can still kill it', async () => {
+    const master = await ScriptedMaster.start();
+    masters.push(master);
+    const workDir = path.join(root, 'restart');
+    const first = startAgentProcess(master.url, workDir);
+    await master.until(() => master.registrations()[0], 'REGISTER from the agent process', 25_000);
+    master.send({ type: 'REGISTERED', agentId: 'agent-9', masterId: 'm1' });
+    const task = sleepTask('survivor', 'echo $$ > pid; exec sleep 30');
+    master.send({ type: 'RUN_TASK', frameworkId: 'fw1', task });
+    const running = await master.until(() => master.updates('survivor')[0], 'RUNNING');
+    master.send({ type: 'ACKNOWLEDGE_UPDATE', frameworkId: 'fw1', taskId: 'survivor', uuid: running.uuid });
+    const pidFile = path.join(workDir, 'sandboxes', 'fw1', 'survivor', 'pid');
+    await master.until(() => (existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '') || undefined, 'the task to write its pid');
+    const pid = Number(readFileSync(pidFile, 'utf8'));
+    const startTime = processStartTime(pid);
+    expect(startTime).toBeDefined();
+
+    process.kill(-first.pid!, 'SIGKILL');
+    await master.until(() => first.exitCode !== null || first.signalCode !== null || undefined, 'the agent process to die');
+    expect(processStartTime(pid)).toBe(startTime); // the task outlived its agent
+
+    startAgentProcess(master.url, workDir);
+    const register = await master.until(() => master.registrations()[1], 'REGISTER from the restarted agent', 25_000);
+    expect(register.agentId).toBe('agent-9');
+    expect(register.tasks).toEqual([{ frameworkId: 'fw1', task, state: 'RUNNING' }]);
+    expect(Number(readFileSync(pidFile, 'utf8'))).toBe(pid); // not restarted
+    expect(processStartTime(pid)).toBe(startTime);
+
+    master.send({ type: 'REGISTERED', agentId: 'agent-9', masterId: 'm1' });
+    master.send({ type: 'KILL_TASK', frameworkId: 'fw1', taskId: 'survivor' });
+    const killed = await master.until(() => master.updates('survivor').find((s) => s.state === 'KILLED'), 'KILLED from the re-adopted task');
+    expect(killed.reason).toBe('TASK_KILLED');
+    expect(processStartTime(pid)).toBeUndefined();
   });
 });
