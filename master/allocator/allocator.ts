@@ -414,7 +414,7 @@ export class Allocator {
       for (const client of this.roles.get(role.name)!.frameworks.sorted()) {
         if (filtered) {
           const filters = agent.filters.get(client.name);
-          if (filters !== undefined && filters.some((filter) => blocks(filter, agent.available, nowMs))) continue;
+          if (filters !== undefined && anyBlocks(filters, agent.available, nowMs)) continue;
         }
         return this.frameworks.get(client.name);
       }
@@ -522,6 +522,11 @@ export class Allocator {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   }
+}
+
+function anyBlocks(filters: readonly RefuseFilter[], available: Resources, nowMs: number): boolean {
+  for (const filter of filters) if (blocks(filter, available, nowMs)) return true;
+  return false;
 }
 
 /** Deep copy, so callers can never alias the allocator's internal state. */
