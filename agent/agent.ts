@@ -14,6 +14,7 @@
  * recovers its tasks from its work dir.
  */
 import { mkdirSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
@@ -81,6 +82,8 @@ interface TaskRecord {
   state: TaskState;
   sandbox: string;
   container: Container | undefined;
+  /** A kill that arrived before the container existed. */
+  killRequested?: boolean;
   /** Resolved when the task reaches a terminal state (for stop({killTasks})). */
   ended: Promise<void>;
   end: () => void;
@@ -327,13 +330,20 @@ export class Agent {
     }
     const record = this.newRecord(frameworkId, task, 'STAGING');
     this.tasks.set(key, record);
-    try {
-      mkdirSync(record.sandbox, { recursive: true });
-    } catch (error) {
-      this.onStatus(record, { state: 'FAILED', reason: Reason.LAUNCH_FAILED, message: `cannot create the sandbox ${record.sandbox}: ${(error as Error).message}` }, 'AGENT');
+    // Async: a directory creation can cost more than the spawn, and the agent has others to start.
+    mkdir(record.sandbox, { recursive: true }).then(
+      () => this.launch(record),
+      (error: Error) => this.onStatus(record, { state: 'FAILED', reason: Reason.LAUNCH_FAILED, message: `cannot create the sandbox ${record.sandbox}: ${error.message}` }, 'AGENT'),
+    );
+  }
+
+  private launch(record: TaskRecord): void {
+    if (this.detached || isTerminal(record.state)) return;
+    if (record.killRequested) {
+      this.onStatus(record, { state: 'KILLED', reason: Reason.TASK_KILLED, message: 'killed by the agent before it started' }, 'AGENT');
       return;
     }
-    const spec: LaunchSpec = { frameworkId, task, sandbox: record.sandbox };
+    const spec: LaunchSpec = { frameworkId: record.frameworkId, task: record.task, sandbox: record.sandbox };
     const container = this.containerizer.launch(spec, (status) => this.onStatus(record, status, 'EXECUTOR'));
     if (!isTerminal(record.state)) record.container = container;
   }
@@ -351,7 +361,8 @@ export class Agent {
   private kill(record: TaskRecord, killPolicy?: KillPolicy): void {
     const gracePeriodMs = killPolicy?.gracePeriodMs ?? record.task.killPolicy?.gracePeriodMs ?? DEFAULT_GRACE_PERIOD_MS;
     this.log.info({ frameworkId: record.frameworkId, taskId: record.task.taskId, gracePeriodMs }, 'killing task');
-    record.container?.kill(gracePeriodMs);
+    if (record.container) record.container.kill(gracePeriodMs);
+    else record.killRequested = true; // its sandbox is still being made; launch() sees this
   }
 
   private shutdownFramework(frameworkId: string): void {
@@ -368,30 +379,35 @@ export class Agent {
   /** A status from the containerizer (source EXECUTOR) or the agent itself (source AGENT). */
   private onStatus(record: TaskRecord, status: ContainerStatus, source: 'AGENT' | 'EXECUTOR'): void {
     if (isTerminal(record.state) || this.detached) return;
-    if (status.state === 'RUNNING' && this.store) {
-      this.store.writeTask({
-        frameworkId: record.frameworkId,
-        task: record.task,
-        sandbox: record.sandbox,
-        ...(status.checkpoint !== undefined ? { container: status.checkpoint } : {}),
-      });
-    }
     record.state = status.state;
     if (isTerminal(status.state)) {
       record.container = undefined;
       record.end();
     }
     this.log.debug({ frameworkId: record.frameworkId, taskId: record.task.taskId, state: status.state, message: status.message }, 'task status');
-    this.updates.update({
-      taskId: record.task.taskId,
-      frameworkId: record.frameworkId,
-      state: status.state,
-      ...(status.reason !== undefined ? { reason: status.reason } : {}),
-      ...(status.message !== undefined ? { message: status.message } : {}),
-      ...(status.exitCode !== undefined ? { exitCode: status.exitCode } : {}),
-      source,
-      timestampMs: Date.now(),
-    });
+    const store = this.store;
+    // The task's checkpoint (pid, start time) goes to disk with its RUNNING update, in one write.
+    const checkpointTask =
+      status.state === 'RUNNING' && store
+        ? (stored: StoredStatus) =>
+            store.writeTask(
+              { frameworkId: record.frameworkId, task: record.task, sandbox: record.sandbox, ...(status.checkpoint !== undefined ? { container: status.checkpoint } : {}) },
+              stored,
+            )
+        : undefined;
+    this.updates.update(
+      {
+        taskId: record.task.taskId,
+        frameworkId: record.frameworkId,
+        state: status.state,
+        ...(status.reason !== undefined ? { reason: status.reason } : {}),
+        ...(status.message !== undefined ? { message: status.message } : {}),
+        ...(status.exitCode !== undefined ? { exitCode: status.exitCode } : {}),
+        source,
+        timestampMs: Date.now(),
+      },
+      checkpointTask,
+    );
   }
 
   /** An update about a task id the agent has no running record for (refused launch, unknown kill). */

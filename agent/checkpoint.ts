@@ -1,16 +1,20 @@
 /**
  * What the agent writes to disk so a restart (even `kill -9`) loses nothing:
  *
- *   meta/agent.json                        {"agentId": "..."}
- *   meta/tasks/<frameworkId>/<taskId>/
- *     task.json                            task info, sandbox, the containerizer's checkpoint (pid, start time)
- *     updates                              one JSON line per status update and per acknowledgement
+ *   meta/agent.json                          {"agentId": "..."}
+ *   meta/tasks/<frameworkId>/<taskId>.log    one JSON line per record, appended:
+ *       {"task": {...}}     task info, sandbox, the containerizer's checkpoint (pid, start time)
+ *       {"update": {...}}   a status update, with its uuid
+ *       {"ack": "<uuid>"}   its acknowledgement
+ *
+ * One file per task and no per-task directory: a launch costs one mkdir (the sandbox) and the
+ * appends, and forgetting a task is one unlink. Spawning is the agent's hot path.
  *
  * Writes are synchronous appends with no fsync: they survive the agent process dying at any point
  * (the kernel has the data once write() returns), which is the failure this guards against; a
  * machine crash takes the tasks with it anyway. A line cut short is skipped on reading.
  */
-import { appendFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TaskInfo, TaskStatus } from '../master/protocol/messages.ts';
 
@@ -35,7 +39,7 @@ export interface RecoveredTask {
   acknowledged: Set<string>;
 }
 
-type UpdateLine = { update: StoredStatus } | { ack: string };
+type LogLine = { task: TaskCheckpoint } | { update: StoredStatus } | { ack: string };
 
 export class CheckpointStore {
   private readonly tasksDir: string;
@@ -61,18 +65,20 @@ export class CheckpointStore {
     renameSync(`${file}.tmp`, file);
   }
 
-  private taskDir(frameworkId: string, taskId: string): string {
-    const dir = path.join(this.tasksDir, frameworkId, taskId);
+  private taskFile(frameworkId: string, taskId: string): string {
+    const dir = path.join(this.tasksDir, frameworkId);
     if (!this.knownDirs.has(dir)) {
       mkdirSync(dir, { recursive: true });
       this.knownDirs.add(dir);
     }
-    return dir;
+    return path.join(dir, `${taskId}.log`);
   }
 
-  writeTask(checkpoint: TaskCheckpoint): void {
-    const dir = this.taskDir(checkpoint.frameworkId, checkpoint.task.taskId);
-    writeFileSync(path.join(dir, 'task.json'), JSON.stringify(checkpoint));
+  /** Records a started task; `with` (its RUNNING update) goes in the same write. */
+  writeTask(checkpoint: TaskCheckpoint, withUpdate?: StoredStatus): void {
+    let text = JSON.stringify({ task: checkpoint } satisfies LogLine) + '\n';
+    if (withUpdate) text += JSON.stringify({ update: withUpdate } satisfies LogLine) + '\n';
+    appendFileSync(this.taskFile(checkpoint.frameworkId, checkpoint.task.taskId), text);
   }
 
   appendUpdate(status: StoredStatus): void {
@@ -83,31 +89,37 @@ export class CheckpointStore {
     this.append(frameworkId, taskId, { ack: uuid });
   }
 
-  private append(frameworkId: string, taskId: string, line: UpdateLine): void {
-    appendFileSync(path.join(this.taskDir(frameworkId, taskId), 'updates'), JSON.stringify(line) + '\n');
+  private append(frameworkId: string, taskId: string, line: LogLine): void {
+    appendFileSync(this.taskFile(frameworkId, taskId), JSON.stringify(line) + '\n');
   }
 
   /** Forgets a task whose terminal update was acknowledged (its sandbox stays). */
   removeTask(frameworkId: string, taskId: string): void {
-    const dir = path.join(this.tasksDir, frameworkId, taskId);
-    this.knownDirs.delete(dir);
-    rmSync(dir, { recursive: true, force: true });
-    try {
-      // Drop the framework's directory once it is empty; fails harmlessly otherwise.
-      rmSync(path.join(this.tasksDir, frameworkId), { recursive: false });
-    } catch {
-      // not empty
-    }
+    rmSync(path.join(this.tasksDir, frameworkId, `${taskId}.log`), { force: true });
   }
 
   readAll(): RecoveredTask[] {
     const out: RecoveredTask[] = [];
     for (const frameworkId of listDir(this.tasksDir)) {
-      for (const taskId of listDir(path.join(this.tasksDir, frameworkId))) {
-        const dir = path.join(this.tasksDir, frameworkId, taskId);
-        this.knownDirs.add(dir);
-        out.push({ frameworkId, taskId, info: readTaskJson(dir), ...readUpdates(dir) });
+      const dir = path.join(this.tasksDir, frameworkId);
+      this.knownDirs.add(dir);
+      let files: string[];
+      try {
+        files = readdirSync(dir).filter((name) => name.endsWith('.log'));
+      } catch {
+        continue;
       }
+      if (files.length === 0) {
+        // A framework with nothing left: drop its directory (harmless if a task appears meanwhile).
+        try {
+          rmdirSync(dir);
+          this.knownDirs.delete(dir);
+        } catch {
+          // not empty
+        }
+        continue;
+      }
+      for (const file of files) out.push({ frameworkId, taskId: file.slice(0, -'.log'.length), ...readLog(path.join(dir, file)) });
     }
     return out;
   }
@@ -123,34 +135,27 @@ function listDir(dir: string): string[] {
   }
 }
 
-function readTaskJson(dir: string): TaskCheckpoint | undefined {
-  try {
-    const parsed = JSON.parse(readFileSync(path.join(dir, 'task.json'), 'utf8')) as TaskCheckpoint;
-    return parsed && typeof parsed.frameworkId === 'string' && parsed.task ? parsed : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function readUpdates(dir: string): { updates: StoredStatus[]; acknowledged: Set<string> } {
+function readLog(file: string): { info: TaskCheckpoint | undefined; updates: StoredStatus[]; acknowledged: Set<string> } {
+  let info: TaskCheckpoint | undefined;
   const updates: StoredStatus[] = [];
   const acknowledged = new Set<string>();
   let text: string;
   try {
-    text = readFileSync(path.join(dir, 'updates'), 'utf8');
+    text = readFileSync(file, 'utf8');
   } catch {
-    return { updates, acknowledged };
+    return { info, updates, acknowledged };
   }
   for (const line of text.split('\n')) {
     if (line === '') continue;
-    let parsed: Partial<{ update: StoredStatus; ack: string }>;
+    let parsed: Partial<{ task: TaskCheckpoint; update: StoredStatus; ack: string }>;
     try {
-      parsed = JSON.parse(line) as Partial<{ update: StoredStatus; ack: string }>;
+      parsed = JSON.parse(line) as typeof parsed;
     } catch {
       continue; // a line cut short by a crash mid-write
     }
-    if (parsed.update && typeof parsed.update.uuid === 'string') updates.push(parsed.update);
+    if (parsed.task && typeof parsed.task.frameworkId === 'string') info = parsed.task;
+    else if (parsed.update && typeof parsed.update.uuid === 'string') updates.push(parsed.update);
     else if (typeof parsed.ack === 'string') acknowledged.add(parsed.ack);
   }
-  return { updates, acknowledged };
+  return { info, updates, acknowledged };
 }

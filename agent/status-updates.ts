@@ -37,10 +37,15 @@ export class StatusUpdateManager {
     this.maxMs = options.retry?.maxMs ?? 30_000;
   }
 
-  /** Adds an update to its task's stream (checkpointed first) and sends it if it is the head. */
-  update(status: Omit<StoredStatus, 'uuid'>): StoredStatus {
+  /**
+   * Adds an update to its task's stream (checkpointed first) and sends it if it is the head.
+   * `checkpoint` replaces the default append, so the agent can write the task's own record and its
+   * RUNNING update in one write.
+   */
+  update(status: Omit<StoredStatus, 'uuid'>, checkpoint?: (stored: StoredStatus) => void): StoredStatus {
     const stored: StoredStatus = { ...status, uuid: randomUUID() };
-    this.options.checkpoint?.appendUpdate(stored);
+    if (checkpoint) checkpoint(stored);
+    else this.options.checkpoint?.appendUpdate(stored);
     this.enqueue(stored);
     return stored;
   }

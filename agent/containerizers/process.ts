@@ -12,10 +12,10 @@
  * with its task.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, open, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { rangesOf, scalar } from '../../master/protocol/resources.ts';
-import { Reason, type TaskInfo } from '../../master/protocol/messages.ts';
+import { isTerminal as isTerminalState, Reason, type TaskInfo } from '../../master/protocol/messages.ts';
 import { Cgroups, joinCgroupScript, oomKilled, removeCgroup, type TaskCgroup } from './cgroups.ts';
 import type { Container, ContainerStatus, Containerizer, LaunchSpec, LimitsInfo, ReportStatus } from './containerizer.ts';
 
@@ -117,6 +117,27 @@ export class ProcessContainerizer implements Containerizer {
   }
 
   launch(spec: LaunchSpec, report: ReportStatus): Container {
+    const { sandbox } = spec;
+    const container = new ProcessContainer(report, (cgroup) => this.release(cgroup));
+    // Creating stdout and stderr is a file creation each, which costs more than the spawn on a busy
+    // disk; doing it on the thread pool lets the agent spawn other tasks meanwhile.
+    openLogs(sandbox, (error, stdout, stderr) => {
+      if (error) {
+        container.failed(`cannot open the task's stdout/stderr in ${sandbox}: ${error.message}`);
+        return;
+      }
+      try {
+        if (container.killedBeforeStart()) return;
+        this.spawn(spec, container, stdout, stderr);
+      } finally {
+        closeSync(stdout);
+        closeSync(stderr);
+      }
+    });
+    return container;
+  }
+
+  private spawn(spec: LaunchSpec, container: ProcessContainer, stdout: number, stderr: number): void {
     const { task, sandbox, frameworkId } = spec;
     const command = task.command;
     const shell = command.shell !== false;
@@ -124,11 +145,10 @@ export class ProcessContainerizer implements Containerizer {
     let cgroup: TaskCgroup | undefined;
     if (this.cgroups) {
       try {
-        const name = cgroupName(frameworkId, task.taskId);
-        cgroup = this.cgroups.create(name, { memMb: scalar(task.resources, 'mem'), cpus: scalar(task.resources, 'cpus') });
+        cgroup = this.cgroups.create(cgroupName(frameworkId, task.taskId), { memMb: scalar(task.resources, 'mem'), cpus: scalar(task.resources, 'cpus') });
       } catch (error) {
-        report({ state: 'FAILED', reason: Reason.LAUNCH_FAILED, message: (error as Error).message });
-        return { kill() {} };
+        container.failed((error as Error).message);
+        return;
       }
     }
 
@@ -156,44 +176,29 @@ export class ProcessContainerizer implements Containerizer {
     };
 
     let child: ChildProcess;
-    let stdout: number | undefined;
-    let stderr: number | undefined;
     try {
-      stdout = openSync(path.join(sandbox, 'stdout'), 'a');
-      stderr = openSync(path.join(sandbox, 'stderr'), 'a');
       child = spawn(file, args, { cwd: sandbox, env, stdio: ['ignore', stdout, stderr], detached: true });
     } catch (error) {
       this.release(cgroup);
-      report({ state: 'FAILED', reason: Reason.LAUNCH_FAILED, message: `cannot start the task: ${(error as Error).message}` });
-      return { kill() {} };
-    } finally {
-      if (stdout !== undefined) closeSync(stdout);
-      if (stderr !== undefined) closeSync(stderr);
+      container.failed(`cannot start the task: ${(error as Error).message}`);
+      return;
     }
-
     const pid = child.pid;
     if (pid === undefined) {
       // spawn reports ENOENT/EACCES asynchronously and never emits 'exit'.
       child.once('error', (error) => {
         this.release(cgroup);
-        report({ state: 'FAILED', reason: Reason.LAUNCH_FAILED, message: `cannot start ${file}: ${error.message}` });
+        container.failed(`cannot start ${file}: ${error.message}`);
       });
-      return { kill() {} };
+      return;
     }
     // The agent's socket keeps it alive, not its tasks: a stopping agent leaves them running.
     child.unref();
     child.on('error', () => {
       // Errors after a successful spawn (a failed kill) are not task outcomes; 'exit' reports those.
     });
-
-    const container = new ProcessContainer(pid, cgroup, (status) => {
-      this.release(cgroup);
-      report(status);
-    });
     child.once('exit', (code, signal) => container.exited(code, signal));
-    const checkpoint: ProcessCheckpoint = { pid, startTime: processStartTime(pid), ...(cgroup ? { cgroup } : {}) };
-    report({ state: 'RUNNING', checkpoint });
-    return container;
+    container.started(pid, cgroup);
   }
 
   recover(_spec: LaunchSpec, checkpoint: unknown, report: ReportStatus): Container | undefined {
@@ -204,10 +209,8 @@ export class ProcessContainerizer implements Containerizer {
       this.release(cgroup);
       return undefined;
     }
-    const container = new ProcessContainer(pid, cgroup, (status) => {
-      this.release(cgroup);
-      report(status);
-    });
+    const container = new ProcessContainer(report, (c) => this.release(c));
+    container.adopted(pid, cgroup);
     // No longer our child, so no 'exit' event: poll. The exit status is lost with the parent.
     const timer = setInterval(() => {
       if (processAlive(pid, startTime)) return;
@@ -233,26 +236,80 @@ function cgroupName(frameworkId: string, taskId: string): string {
   return `${name.length > 240 ? name.slice(0, 120) + '~' + name.slice(-119) : name}.${suffix}`;
 }
 
+/** Opens (creating) the sandbox's stdout and stderr for appending, off the main thread. */
+function openLogs(sandbox: string, callback: (error: Error | null, stdout: number, stderr: number) => void): void {
+  let pending = 2;
+  let failure: Error | null = null;
+  const fds = [-1, -1];
+  const done = (index: number) => (error: Error | null, fd: number) => {
+    if (error) failure ??= error;
+    else fds[index] = fd;
+    if (--pending > 0) return;
+    if (failure) {
+      for (const fd of fds) if (fd >= 0) closeSync(fd);
+      callback(failure, -1, -1);
+    } else callback(null, fds[0]!, fds[1]!);
+  };
+  open(path.join(sandbox, 'stdout'), 'a', done(0));
+  open(path.join(sandbox, 'stderr'), 'a', done(1));
+}
+
 class ProcessContainer implements Container {
+  private pid: number | undefined;
+  private cgroup: TaskCgroup | undefined;
   private killing = false;
   private done = false;
   private killTimer: NodeJS.Timeout | undefined;
   private forced = false;
 
   constructor(
-    private readonly pid: number,
-    private readonly cgroup: TaskCgroup | undefined,
-    private readonly report: (status: ContainerStatus) => void,
+    private readonly reportStatus: ReportStatus,
+    private readonly release: (cgroup: TaskCgroup | undefined) => void,
   ) {}
+
+  private report(status: ContainerStatus): void {
+    if (isTerminalState(status.state)) {
+      if (this.done) return;
+      this.done = true;
+      this.release(this.cgroup);
+    }
+    this.reportStatus(status);
+  }
+
+  /** The spawn succeeded: report RUNNING with what to checkpoint. */
+  started(pid: number, cgroup: TaskCgroup | undefined): void {
+    this.pid = pid;
+    this.cgroup = cgroup;
+    const checkpoint: ProcessCheckpoint = { pid, startTime: processStartTime(pid), ...(cgroup ? { cgroup } : {}) };
+    this.report({ state: 'RUNNING', checkpoint });
+  }
+
+  /** Re-adopted after an agent restart: already running and already reported. */
+  adopted(pid: number, cgroup: TaskCgroup | undefined): void {
+    this.pid = pid;
+    this.cgroup = cgroup;
+  }
+
+  failed(message: string): void {
+    this.report({ state: 'FAILED', reason: Reason.LAUNCH_FAILED, message });
+  }
+
+  /** A kill that arrived while the sandbox files were being opened: never start the task. */
+  killedBeforeStart(): boolean {
+    if (!this.killing) return false;
+    this.report({ state: 'KILLED', reason: Reason.TASK_KILLED, message: 'killed by the agent before it started' });
+    return true;
+  }
 
   kill(gracePeriodMs: number): void {
     if (this.done) return;
     if (this.killing) {
       // A second kill with a shorter grace period (e.g. SHUTDOWN after KILL) may hurry it along.
-      if (gracePeriodMs === 0) this.forceKill();
+      if (gracePeriodMs === 0 && this.pid !== undefined) this.forceKill();
       return;
     }
     this.killing = true;
+    if (this.pid === undefined) return; // not started yet: killedBeforeStart() reports it
     if (gracePeriodMs <= 0) {
       this.forceKill();
       return;
@@ -265,16 +322,15 @@ class ProcessContainer implements Container {
     if (this.killTimer) clearTimeout(this.killTimer);
     this.killTimer = undefined;
     this.forced = true;
-    signalGroup(this.pid, 'SIGKILL');
+    if (this.pid !== undefined) signalGroup(this.pid, 'SIGKILL');
   }
 
   /** `unknown`: a re-adopted process ended and its exit status went to init, not to us. */
   exited(code: number | null, signal: NodeJS.Signals | null, unknown = false): void {
     if (this.done) return;
-    this.done = true;
     if (this.killTimer) clearTimeout(this.killTimer);
     // The container ends with its task: sweep what the task left in its group.
-    signalGroup(this.pid, 'SIGKILL');
+    if (this.pid !== undefined) signalGroup(this.pid, 'SIGKILL');
     this.report(this.outcome(code, signal, unknown));
   }
 

@@ -38,12 +38,16 @@ function launch(containerizer: ProcessContainerizer, task: TaskInfo, frameworkId
   mkdirSync(sandbox, { recursive: true });
   const statuses: ContainerStatus[] = [];
   let resolveEnded!: (status: ContainerStatus) => void;
+  let resolveStarted!: (status: ContainerStatus) => void;
   const ended = new Promise<ContainerStatus>((resolve) => (resolveEnded = resolve));
+  /** The first status: RUNNING, or a terminal one if it never started. */
+  const started = new Promise<ContainerStatus>((resolve) => (resolveStarted = resolve));
   const container = containerizer.launch({ frameworkId, task, sandbox }, (status) => {
     statuses.push(status);
+    resolveStarted(status);
     if (isTerminal(status.state)) resolveEnded(status);
   });
-  return { container, statuses, ended, sandbox };
+  return { container, statuses, started, ended, sandbox };
 }
 
 describe('ProcessContainerizer', () => {
@@ -103,6 +107,7 @@ describe('ProcessContainerizer', () => {
 
   it('ends a task that exits on SIGTERM as KILLED (TASK_KILLED)', async () => {
     const run = launch(containerizer, taskOf('sleep 30'));
+    await run.started;
     run.container.kill(10_000);
     const end = await run.ended;
     expect(end).toMatchObject({ state: 'KILLED', reason: 'TASK_KILLED' });
@@ -116,6 +121,15 @@ describe('ProcessContainerizer', () => {
     const end = await run.ended;
     expect(end).toMatchObject({ state: 'KILLED', reason: 'TASK_KILLED' });
     expect(end.message).toMatch(/SIGKILL after the grace period/);
+  });
+
+  it('never starts a task killed before its sandbox files were open', async () => {
+    const run = launch(containerizer, taskOf('echo started'));
+    run.container.kill(1000);
+    const end = await run.ended;
+    expect(run.statuses.map((s) => s.state)).toEqual(['KILLED']);
+    expect(end.message).toMatch(/before it started/);
+    expect(readFileSync(path.join(run.sandbox, 'stdout'), 'utf8')).toBe('');
   });
 
   it('kills the children of a task with it', async () => {
@@ -138,7 +152,7 @@ describe('ProcessContainerizer', () => {
 
   it('re-adopts a running task from its checkpoint and notices when it ends', async () => {
     const run = launch(containerizer, taskOf('sleep 30'));
-    const checkpoint = run.statuses[0]?.checkpoint as ProcessCheckpoint;
+    const checkpoint = (await run.started).checkpoint as ProcessCheckpoint;
     const other = new ProcessContainerizer({ cgroups: false, recoverPollMs: 50 });
     const statuses: ContainerStatus[] = [];
     const adopted = other.recover({ frameworkId: 'fw1', task: taskOf('sleep 30'), sandbox: run.sandbox }, checkpoint, (s) => statuses.push(s));
@@ -171,7 +185,7 @@ describe.skipIf(!cgroupsUsable)('ProcessContainerizer with cgroup v1 limits', ()
     const limits = await containerizer.init();
     expect(limits.enforced).toBe(true);
     const run = launch(containerizer, taskOf('cat /proc/self/cgroup; sleep 30', { resources: { cpus: 0.5, mem: 64 } }));
-    const checkpoint = run.statuses[0]?.checkpoint as ProcessCheckpoint;
+    const checkpoint = (await run.started).checkpoint as ProcessCheckpoint;
     const dirs = checkpoint.cgroup!.dirs;
     const memDir = dirs.find((d) => d.includes('/memory/'))!;
     const cpuDir = dirs.find((d) => d.includes('/cpu/'))!;

@@ -174,11 +174,11 @@ describe('Agent against a scripted master', () => {
     expect(finished).toMatchObject({ state: 'FINISHED', exitCode: 0, agentId: 'agent-1' });
     const sandbox = path.join(workDir, 'sandboxes', 'fw1', 't1');
     expect(readFileSync(path.join(sandbox, 'stdout'), 'utf8')).toBe('hi\n');
-    expect(existsSync(path.join(workDir, 'meta', 'tasks', 'fw1', 't1', 'updates'))).toBe(true);
+    expect(existsSync(path.join(workDir, 'meta', 'tasks', 'fw1', 't1.log'))).toBe(true);
 
     await master.until(() => master.updates('t1').filter((s) => s.uuid === finished.uuid).length >= 2, 'a resend of FINISHED');
     master.send({ type: 'ACKNOWLEDGE_UPDATE', frameworkId: 'fw1', taskId: 't1', uuid: finished.uuid });
-    await master.until(() => !existsSync(path.join(workDir, 'meta', 'tasks', 'fw1', 't1')) || undefined, 'the checkpoint to be removed');
+    await master.until(() => !existsSync(path.join(workDir, 'meta', 'tasks', 'fw1', 't1.log')) || undefined, 'the checkpoint to be removed');
     expect(existsSync(sandbox)).toBe(true); // sandboxes outlive their tasks
   });
 
