@@ -155,6 +155,7 @@ export class Agent {
       `agent starting: ${this.containerizer.name} containerizer, resources ${formatResources(this.resources)}`,
     );
     if (limits.enforced) this.log.info(`resource limits are enforced: ${limits.detail}`);
+    else if (this.containerizer.name === 'simulated') this.log.debug(`resource limits are not enforced: ${limits.detail}`);
     else this.log.warn(`resource limits are not enforced: ${limits.detail}`);
 
     this.id = this.store?.readAgentId();

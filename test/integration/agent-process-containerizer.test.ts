@@ -206,6 +206,13 @@ describe.skipIf(!cgroupsUsable)('ProcessContainerizer with cgroup v1 limits', ()
     expect(readFileSync(path.join(run.sandbox, 'stdout'), 'utf8')).toMatch(new RegExp(`memory:/${parent}/${name.replace(/\./g, '\\.')}`));
   });
 
+  it('joins the cgroup before exec when shell is false', async () => {
+    const run = launch(containerizer, taskOf('', { resources: { mem: 32 }, command: { value: '/bin/cat', shell: false, arguments: ['/proc/self/cgroup'] } }));
+    await run.ended;
+    const name = path.basename((run.statuses[0]?.checkpoint as ProcessCheckpoint).cgroup!.dirs[0]!);
+    expect(readFileSync(path.join(run.sandbox, 'stdout'), 'utf8')).toContain(`memory:/${parent}/${name}`);
+  });
+
   it('reports a memory limit breach as FAILED with CONTAINER_LIMITATION_MEMORY', async () => {
     // Grow a shell variable well past 16 MB.
     const hog = 'x=x; while true; do x="$x$x"; done';
