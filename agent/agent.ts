@@ -115,6 +115,7 @@ export class Agent {
   private gcTimer: NodeJS.Timeout | undefined;
   private loop: Promise<void> | undefined;
   private stopPromise: Promise<void> | undefined;
+  private killing: Promise<void> | undefined;
   private resolveRegistered!: (agentId: string) => void;
   private readonly registeredPromise: Promise<string>;
 
@@ -174,7 +175,9 @@ export class Agent {
   async stop(options: { killTasks?: boolean } = {}): Promise<void> {
     this.stopping = true;
     if (this.gcTimer) clearInterval(this.gcTimer);
-    if (options.killTasks) await this.killAll();
+    if (options.killTasks) this.killing ??= this.killAll();
+    // Any stop waits for a kill in progress, so the socket stays up for the terminal updates.
+    if (this.killing) await this.killing;
     this.stopPromise ??= this.shutdown();
     await this.stopPromise;
   }
@@ -379,7 +382,16 @@ export class Agent {
 
   /** A status from the containerizer (source EXECUTOR) or the agent itself (source AGENT). */
   private onStatus(record: TaskRecord, status: ContainerStatus, source: 'AGENT' | 'EXECUTOR'): void {
-    if (isTerminal(record.state) || this.detached) return;
+    if (isTerminal(record.state)) return;
+    if (this.detached) {
+      // Stopped: no more updates or checkpoints (the next agent on this work dir recovers the task),
+      // but a kill asked for during the stop still needs to know the task ended.
+      if (isTerminal(status.state)) {
+        record.state = status.state;
+        record.end();
+      }
+      return;
+    }
     record.state = status.state;
     if (isTerminal(status.state)) {
       record.container = undefined;

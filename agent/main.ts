@@ -54,7 +54,9 @@ export async function runAgent(flags: AgentFlags): Promise<Agent> {
   });
   await agent.start();
   if (flags.handleSignals !== false) {
-    const stop = () => void agent.stop();
+    // Deferred, so a handler the caller installed for the same signal (e.g. `agora up`, which stops
+    // with killTasks) runs first; stop() then waits for that.
+    const stop = () => setImmediate(() => void agent.stop());
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   }

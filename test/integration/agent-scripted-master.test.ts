@@ -237,6 +237,19 @@ describe('Agent against a scripted master', () => {
     expect(master.updates('c').map((s) => s.state)).toEqual(['RUNNING']);
   });
 
+  it('kills its tasks on stop({killTasks}), even when a plain stop began first', async () => {
+    const { master, agent, workDir } = await setup();
+    await master.until(() => master.registrations()[0], 'REGISTER');
+    master.send({ type: 'REGISTERED', agentId: 'agent-1', masterId: 'm1' });
+    master.send({ type: 'RUN_TASK', frameworkId: 'fw1', task: sleepTask('doomed', 'echo $$ > pid; exec sleep 30') });
+    await master.until(() => master.updates('doomed')[0], 'RUNNING');
+    const pidFile = path.join(workDir, 'sandboxes', 'fw1', 'doomed', 'pid');
+    await master.until(() => (existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '') || undefined, 'the pid file');
+    const pid = Number(readFileSync(pidFile, 'utf8'));
+    await Promise.all([agent.stop(), agent.stop({ killTasks: true })]);
+    expect(processStartTime(pid)).toBeUndefined();
+  });
+
   it('keeps retrying the connection until a master is there', async () => {
     const master = await ScriptedMaster.start();
     const url = master.url;
