@@ -178,12 +178,27 @@ export class WsConnection<In extends { type: string }, Out extends { type: strin
     const batch = this.queue;
     this.queue = [];
     if (batch.length === 0 || this.ws.readyState !== WebSocket.OPEN) return;
-    const frame = this.packr.pack(batch.length === 1 ? batch[0] : batch);
-    this.ws.send(frame);
+    this.sendBatch(batch);
     if (this.ws.bufferedAmount > (this.options.maxBufferedBytes ?? 16 * 1024 * 1024)) {
       this.closeReason = `slow consumer: more than ${this.ws.bufferedAmount} bytes waiting to be sent`;
       this.ws.terminate();
     }
+  }
+
+  /** Sends a batch as one frame, halving it until each frame fits the peer's payload limit. */
+  private sendBatch(batch: Out[]): void {
+    const frame = this.packr.pack(batch.length === 1 ? batch[0] : batch);
+    if (frame.length <= MAX_PAYLOAD_BYTES) {
+      this.ws.send(frame);
+      return;
+    }
+    if (batch.length === 1) {
+      // A single message this large is a bug in the sender; the peer would close the socket over it.
+      throw new RangeError(`a ${batch[0]!.type} message of ${frame.length} bytes exceeds the ${MAX_PAYLOAD_BYTES}-byte frame limit; split it`);
+    }
+    const half = Math.ceil(batch.length / 2);
+    this.sendBatch(batch.slice(0, half));
+    this.sendBatch(batch.slice(half));
   }
 
   close(code: number, reason: string): void {

@@ -15,6 +15,8 @@ const taskCount = Number(taskCountText);
 const logger = pino({ level: 'warn' });
 const TASK_CPUS = 0.1;
 const TASK_MEM = 32;
+/** Tasks launched per offer: a bound on bursts, like a real scheduler's batch size. */
+const PER_OFFER = Number(process.env.BENCH_PER_OFFER ?? 1);
 
 const agents: Agent[] = [];
 for (let i = 0; i < agentCount; i++) {
@@ -54,7 +56,7 @@ const driver = new SchedulerDriver({
           continue;
         }
         const fit = Math.floor(Math.min(scalar(offer.resources, 'cpus') / TASK_CPUS + 1e-9, scalar(offer.resources, 'mem') / TASK_MEM));
-        const n = Math.min(fit, taskCount - launched);
+        const n = Math.min(fit, PER_OFFER, taskCount - launched);
         const tasks: TaskInfo[] = [];
         for (let i = 0; i < n; i++) {
           const taskId = `t${launched++}`;

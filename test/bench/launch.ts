@@ -10,8 +10,8 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startMasterServer } from '../../master/http/server.ts';
 
-const AGENTS = 1000;
-const TASKS = 60_000;
+const AGENTS = Number(process.env.BENCH_AGENTS ?? 1000);
+const TASKS = Number(process.env.BENCH_TASKS ?? 60_000);
 
 export default async function run(_opts: { json: boolean }): Promise<Record<string, unknown>> {
   const server = await startMasterServer({ port: 0, offerTimeoutMs: 60_000 });
