@@ -91,7 +91,7 @@ program
   .option('--hostname <name>', 'the hostname to advertise')
   .action(async (flags) => {
     const log = createLogger('agent');
-    const agent = await runAgent({ ...flags, master: wsUrl(flags.master), logger: log }).catch((e: Error) => fail(e.message));
+    const agent = await runAgent({ ...flags, master: wsUrl(flags.master), logger: log, handleSignals: false }).catch((e: Error) => fail(e.message));
     // Like Mesos, an agent that is stopped leaves its tasks running; a restarted agent re-adopts them.
     onShutdown(log, () => agent.stop({ killTasks: false }));
   });
@@ -106,7 +106,7 @@ program
     const dir = resolve(flags.dir);
     mkdirSync(dir, { recursive: true });
     const server = await runMaster({ port: flags.port }, log.child({ name: 'master' })).catch((e: Error) => fail(e.message));
-    const agent = await runAgent({ master: server.wsUrl, workDir: join(dir, 'agent'), logger: log.child({ name: 'agent' }) }).catch((e: Error) => fail(e.message));
+    const agent = await runAgent({ master: server.wsUrl, workDir: join(dir, 'agent'), logger: log.child({ name: 'agent' }), handleSignals: false }).catch((e: Error) => fail(e.message));
     await agent.registered();
     log.info(`dev cluster up: master ${server.url}, one agent (${formatResources(agent.resources)}); state in ${dir}`);
     log.info(`try: npx tsx examples/hello/main.ts --master ${server.wsUrl} --tasks 5   |   npm run agora -- state`);

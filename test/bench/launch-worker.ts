@@ -2,6 +2,9 @@
  * Child process of the launch benchmark: 1,000 simulated agents and one scheduler, all real
  * WebSocket clients of the master given on the command line. Prints one JSON line of figures.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { Agent } from '../../agent/agent.ts';
 import { SimulatedContainerizer } from '../../agent/containerizers/simulated.ts';
@@ -18,12 +21,14 @@ const TASK_MEM = 32;
 /** Tasks launched per offer: a bound on bursts, like a real scheduler's batch size. */
 const PER_OFFER = Number(process.env.BENCH_PER_OFFER ?? 1);
 
+const workRoot = mkdtempSync(join(tmpdir(), 'agora-launch-bench-'));
+process.on('exit', () => rmSync(workRoot, { recursive: true, force: true }));
 const agents: Agent[] = [];
 for (let i = 0; i < agentCount; i++) {
   agents.push(
     new Agent({
       master: masterUrl!,
-      workDir: `/tmp/agora-bench-unused-${i}`,
+      workDir: join(workRoot, `agent-${i}`),
       hostname: `sim-${i}`,
       resources: { cpus: 8, mem: 16384, disk: 1000, ports: [[31000, 32000]] },
       containerizer: new SimulatedContainerizer(),

@@ -16,7 +16,7 @@ const TASKS = Number(process.env.BENCH_TASKS ?? 60_000);
 export default async function run(_opts: { json: boolean }): Promise<Record<string, unknown>> {
   const server = await startMasterServer({ port: 0, offerTimeoutMs: 60_000 });
   const worker = fileURLToPath(new URL('./launch-worker.ts', import.meta.url));
-  const child = spawn(process.execPath, ['--import', 'tsx', worker, server.wsUrl, String(AGENTS), String(TASKS)], {
+  const child = spawn(process.execPath, [...(process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : []), '--import', 'tsx', worker, server.wsUrl, String(AGENTS), String(TASKS)], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, AGORA_LOG_LEVEL: 'warn' },
   });

@@ -1,0 +1,118 @@
+/**
+ * The CLI and the hello example as a newcomer uses them: real processes, real ports.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { removeDir, tempDir, waitFor } from './helpers.ts';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(args: string[], timeoutMs = 20_000): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: ROOT, env: { ...process.env, AGORA_LOG_LEVEL: 'warn' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${args.join(' ')} did not exit within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+    }, timeoutMs);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('agora up, the hello example and agora state', () => {
+  let up: ChildProcess;
+  let upLog = '';
+  let url = '';
+  let dir = '';
+
+  beforeAll(async () => {
+    dir = tempDir('agora-up-');
+    up = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bin/agora.ts'), 'up', '--port', '0', '--dir', dir], { cwd: ROOT, env: { ...process.env, AGORA_LOG_LEVEL: 'info' } });
+    up.stderr!.on('data', (d: Buffer) => (upLog += d.toString()));
+    url = await waitFor(() => /master listening on (http:\/\/[\d.:]+)/.exec(upLog)?.[1], 'agora up to print its address', 20_000);
+    await waitFor(() => upLog.includes('dev cluster up'), 'the agent to register', 20_000);
+  });
+  afterAll(async () => {
+    if (up.exitCode === null) up.kill('SIGKILL');
+    removeDir(dir);
+  });
+
+  it('prints where the master listens and keeps state under its directory', () => {
+    expect(upLog).toMatch(/dev cluster up: master http:\/\/127\.0\.0\.1:\d+, one agent \(cpus:/);
+    expect(existsSync(join(dir, 'agent'))).toBe(true);
+  });
+
+  it('runs the hello example to success, printing each status update', async () => {
+    const ws = url.replace('http', 'ws');
+    const result = await run([join(ROOT, 'examples/hello/main.ts'), '--master', ws, '--tasks', '3']);
+    expect(result.code).toBe(0);
+    for (const i of [1, 2, 3]) {
+      expect(result.stdout).toContain(`hello-${i} RUNNING`);
+      expect(result.stdout).toContain(`hello-${i} FINISHED`);
+    }
+    expect(result.stdout).toContain('all 3 tasks finished');
+  });
+
+  it('exits non-zero from the hello example when a task fails', async () => {
+    const result = await run([join(ROOT, 'examples/hello/main.ts'), '--master', url.replace('http', 'ws'), '--tasks', '2', '--cmd', 'exit 3']);
+    expect(result.code).not.toBe(0);
+    expect(result.stdout).toMatch(/hello-1 FAILED \(.*code 3/);
+  });
+
+  it('shows agents, frameworks and tasks as tables, and as JSON with --json', async () => {
+    const table = await run([join(ROOT, 'bin/agora.ts'), 'state', '--master', url, '--all']);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/^AGENTS \(1\)\nID\s+HOSTNAME\s+STATUS\s+CPUS\s+MEM\s+DISK\s+TASKS\n\S+\s+\S+\s+ACTIVE\s+0\/\d+/m);
+    expect(table.stdout).toContain('FRAMEWORKS (0)');
+    expect(table.stdout).toMatch(/COMPLETED TASKS \(\d+\)[\s\S]*hello-1\s+\S+\s+\S+\s+FINISHED/);
+    const json = await run([join(ROOT, 'bin/agora.ts'), 'state', '--master', url, '--json']);
+    expect(json.code).toBe(0);
+    const state = JSON.parse(json.stdout) as { agents: { status: string }[]; completedFrameworks: { name: string }[] };
+    expect(state.agents[0]!.status).toBe('ACTIVE');
+    expect(state.completedFrameworks.map((f) => f.name)).toContain('hello');
+  });
+
+  it('stops cleanly on Ctrl-C', async () => {
+    up.kill('SIGINT');
+    const code = await new Promise<number | null>((resolve) => (up.exitCode !== null ? resolve(up.exitCode) : up.on('exit', resolve)));
+    expect(code).toBe(0);
+    expect(upLog).toMatch(/SIGINT: stopping/);
+  });
+});
+
+describe('agora CLI errors and help', () => {
+  it('explains an unreachable master', async () => {
+    const result = await run([join(ROOT, 'bin/agora.ts'), 'state', '--master', 'http://127.0.0.1:1']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/cannot reach the master at http:\/\/127\.0\.0\.1:1\/state/);
+  });
+
+  it('names a malformed --resources flag', async () => {
+    const result = await run([join(ROOT, 'bin/agora.ts'), 'agent', '--master', 'ws://127.0.0.1:1', '--resources', 'cpus:lots', '--work-dir', tempDir()]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/--resources "cpus:lots".*expected a non-negative number/);
+  });
+
+  it('has --help for every command', async () => {
+    for (const command of ['master', 'agent', 'up', 'state']) {
+      const result = await run([join(ROOT, 'bin/agora.ts'), command, '--help']);
+      expect(result.code).toBe(0);
+      expect(result.stdout).toContain(`Usage: agora ${command}`);
+    }
+  });
+});
