@@ -83,17 +83,26 @@ export interface OfferRecord {
 
 /** A fixed-size history of ended things (completed tasks, removed frameworks) for /state. */
 export class History<T> {
+  /** A ring: `next` is where the next item goes; pushes are O(1) on the task-completion hot path. */
   private readonly items: T[] = [];
+  private next = 0;
   constructor(private readonly capacity: number) {}
   push(item: T): void {
-    this.items.push(item);
-    if (this.items.length > this.capacity) this.items.splice(0, this.items.length - this.capacity);
+    if (this.items.length < this.capacity) this.items.push(item);
+    else this.items[this.next] = item;
+    this.next = (this.next + 1) % this.capacity;
   }
+  /** Newest first. */
   find(predicate: (item: T) => boolean): T | undefined {
-    for (let i = this.items.length - 1; i >= 0; i--) if (predicate(this.items[i]!)) return this.items[i];
+    const n = this.items.length;
+    for (let i = 1; i <= n; i++) {
+      const item = this.items[(this.next - i + n) % n]!;
+      if (predicate(item)) return item;
+    }
     return undefined;
   }
+  /** Oldest first. */
   toArray(): T[] {
-    return this.items.slice();
+    return this.items.length < this.capacity ? this.items.slice() : [...this.items.slice(this.next), ...this.items.slice(0, this.next)];
   }
 }
