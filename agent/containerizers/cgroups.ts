@@ -119,12 +119,20 @@ export class Cgroups {
   }
 }
 
+/** Exit status of the task's shell when it could not join its cgroup (before running anything). */
+export const JOIN_FAILED_EXIT_CODE = 125;
+
 /**
- * The shell line that moves the shell itself into the task's cgroup before it runs anything else,
- * so no process of the task ever runs outside its limits (no race with the command's first fork).
+ * The shell prelude that moves the shell itself into the task's cgroup before it runs anything
+ * else, so no process of the task ever runs outside its limits (no race with the command's first
+ * fork), then writes one byte to fd 3 and closes it: the agent reports RUNNING on that byte.
+ *
+ * Why wait for it: the first cgroup attach after a quiet spell can take tens of milliseconds (the
+ * kernel's cgroup rwsem waits out an RCU grace period), and a kill arriving meanwhile would end the
+ * task before its own command (and its TERM trap) ever ran, although the scheduler saw RUNNING.
  */
 export function joinCgroupScript(cgroup: TaskCgroup): string {
-  return `{ ${cgroup.dirs.map((dir) => `echo $$ > '${dir}/cgroup.procs'`).join(' && ')}; } || exit 125`;
+  return `{ ${cgroup.dirs.map((dir) => `echo $$ > '${dir}/cgroup.procs'`).join(' && ')}; } || exit ${JOIN_FAILED_EXIT_CODE}; echo >&3; exec 3>&-`;
 }
 
 /** True when the kernel's OOM killer killed a process of this cgroup. */

@@ -11,12 +11,13 @@
  * When the task's main process exits, whatever is left in its group is SIGKILLed: a container ends
  * with its task.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { closeSync, open, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { rangesOf, scalar } from '../../master/protocol/resources.ts';
 import { isTerminal as isTerminalState, Reason, type TaskInfo } from '../../master/protocol/messages.ts';
-import { Cgroups, joinCgroupScript, oomKilled, removeCgroup, type TaskCgroup } from './cgroups.ts';
+import type { Readable } from 'node:stream';
+import { Cgroups, JOIN_FAILED_EXIT_CODE, joinCgroupScript, oomKilled, removeCgroup, type TaskCgroup } from './cgroups.ts';
 import type { Container, ContainerStatus, Containerizer, LaunchSpec, LimitsInfo, ReportStatus } from './containerizer.ts';
 
 export interface ProcessContainerizerOptions {
@@ -177,7 +178,9 @@ export class ProcessContainerizer implements Containerizer {
 
     let child: ChildProcess;
     try {
-      child = spawn(file, args, { cwd: sandbox, env, stdio: ['ignore', stdout, stderr], detached: true });
+      // With a cgroup, fd 3 is a pipe the prelude writes one byte to once the shell is inside it.
+      const stdio: StdioOptions = cgroup ? ['ignore', stdout, stderr, 'pipe'] : ['ignore', stdout, stderr];
+      child = spawn(file, args, { cwd: sandbox, env, stdio, detached: true });
     } catch (error) {
       this.release(cgroup);
       container.failed(`cannot start the task: ${(error as Error).message}`);
@@ -197,8 +200,17 @@ export class ProcessContainerizer implements Containerizer {
     child.on('error', () => {
       // Errors after a successful spawn (a failed kill) are not task outcomes; 'exit' reports those.
     });
-    child.once('exit', (code, signal) => container.exited(code, signal));
-    container.started(pid, cgroup);
+    container.spawned(pid, cgroup);
+    const ready = child.stdio[3] as Readable | null | undefined;
+    if (ready) {
+      ready.once('data', () => container.started());
+      ready.on('error', () => {});
+      // 'close' comes after the pipe's data, so RUNNING always precedes the terminal state.
+      child.once('close', (code, signal) => container.exited(code, signal));
+    } else {
+      container.started();
+      child.once('exit', (code, signal) => container.exited(code, signal));
+    }
   }
 
   recover(_spec: LaunchSpec, checkpoint: unknown, report: ReportStatus): Container | undefined {
@@ -261,6 +273,7 @@ class ProcessContainer implements Container {
   private done = false;
   private killTimer: NodeJS.Timeout | undefined;
   private forced = false;
+  private running = false;
 
   constructor(
     private readonly reportStatus: ReportStatus,
@@ -276,11 +289,17 @@ class ProcessContainer implements Container {
     this.reportStatus(status);
   }
 
-  /** The spawn succeeded: report RUNNING with what to checkpoint. */
-  started(pid: number, cgroup: TaskCgroup | undefined): void {
+  /** The process exists: from here on a kill signals its group. */
+  spawned(pid: number, cgroup: TaskCgroup | undefined): void {
     this.pid = pid;
     this.cgroup = cgroup;
-    const checkpoint: ProcessCheckpoint = { pid, startTime: processStartTime(pid), ...(cgroup ? { cgroup } : {}) };
+  }
+
+  /** The task's command is starting (in its cgroup, if it has one): report RUNNING with what to checkpoint. */
+  started(): void {
+    if (this.done || this.running || this.pid === undefined) return;
+    this.running = true;
+    const checkpoint: ProcessCheckpoint = { pid: this.pid, startTime: processStartTime(this.pid), ...(this.cgroup ? { cgroup: this.cgroup } : {}) };
     this.report({ state: 'RUNNING', checkpoint });
   }
 
@@ -288,6 +307,7 @@ class ProcessContainer implements Container {
   adopted(pid: number, cgroup: TaskCgroup | undefined): void {
     this.pid = pid;
     this.cgroup = cgroup;
+    this.running = true;
   }
 
   failed(message: string): void {
@@ -338,6 +358,9 @@ class ProcessContainer implements Container {
     if (this.killing) {
       const how = this.forced ? 'SIGKILL after the grace period' : 'SIGTERM';
       return { state: 'KILLED', reason: Reason.TASK_KILLED, message: `killed by the agent (${how})`, ...(code !== null ? { exitCode: code } : {}) };
+    }
+    if (!this.running && this.cgroup && code === JOIN_FAILED_EXIT_CODE) {
+      return { state: 'FAILED', reason: Reason.LAUNCH_FAILED, message: `cannot move the task into its cgroup (${this.cgroup.dirs.join(', ')}); see its stderr` };
     }
     if (this.cgroup && oomKilled(this.cgroup)) {
       return {

@@ -116,7 +116,7 @@ describe('ProcessContainerizer', () => {
 
   it('SIGKILLs a task that ignores SIGTERM once the grace period is over', async () => {
     const run = launch(containerizer, taskOf("trap '' TERM; echo ready; sleep 30"));
-    await waitFor(() => readFileSync(path.join(run.sandbox, 'stdout'), 'utf8').includes('ready'), 'the trap to be set');
+    await waitFor(() => existsSync(path.join(run.sandbox, 'stdout')) && readFileSync(path.join(run.sandbox, 'stdout'), 'utf8').includes('ready'), 'the trap to be set');
     run.container.kill(500);
     const end = await run.ended;
     expect(end).toMatchObject({ state: 'KILLED', reason: 'TASK_KILLED' });
@@ -204,6 +204,15 @@ describe.skipIf(!cgroupsUsable)('ProcessContainerizer with cgroup v1 limits', ()
     await run.ended;
     const name = path.basename((run.statuses[0]?.checkpoint as ProcessCheckpoint).cgroup!.dirs[0]!);
     expect(readFileSync(path.join(run.sandbox, 'stdout'), 'utf8')).toMatch(new RegExp(`memory:/${parent}/${name.replace(/\./g, '\\.')}`));
+  });
+
+  it('reports RUNNING only once the task is in its cgroup, so a kill right after it reaches the command', async () => {
+    const run = launch(containerizer, taskOf("trap 'echo got TERM' TERM; while true; do sleep 0.05; done", { resources: { mem: 32 } }));
+    expect((await run.started).state).toBe('RUNNING');
+    run.container.kill(300);
+    const end = await run.ended;
+    expect(end.state).toBe('KILLED');
+    expect(readFileSync(path.join(run.sandbox, 'stdout'), 'utf8')).toContain('got TERM');
   });
 
   it('joins the cgroup before exec when shell is false', async () => {

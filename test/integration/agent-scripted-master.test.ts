@@ -28,6 +28,8 @@ class ScriptedMaster {
   readonly received: AgentMessage[] = [];
   connection: WsConnection<AgentMessage, MasterToAgent> | undefined;
   connections = 0;
+  /** Acknowledge every status update as it arrives. */
+  autoAck = false;
   private waiters: Array<() => void> = [];
 
   private constructor(server: WebSocketServer) {
@@ -42,6 +44,9 @@ class ScriptedMaster {
       this.connection = connection;
       connection.onMessage = (message) => {
         this.received.push(message);
+        if (this.autoAck && message.type === 'STATUS_UPDATE') {
+          connection.send({ type: 'ACKNOWLEDGE_UPDATE', frameworkId: message.status.frameworkId, taskId: message.status.taskId, uuid: message.status.uuid });
+        }
         for (const wake of this.waiters.splice(0)) wake();
       };
     });
@@ -344,6 +349,8 @@ describe('an agent process killed with SIGKILL', () => {
     expect(Number(readFileSync(pidFile, 'utf8'))).toBe(pid); // not restarted
     expect(processStartTime(pid)).toBe(startTime);
 
+    // RUNNING may come again (its ack may not have reached the first agent before it died).
+    master.autoAck = true;
     master.send({ type: 'REGISTERED', agentId: 'agent-9', masterId: 'm1' });
     master.send({ type: 'KILL_TASK', frameworkId: 'fw1', taskId: 'survivor' });
     const killed = await master.until(() => master.updates('survivor').find((s) => s.state === 'KILLED'), 'KILLED from the re-adopted task');
