@@ -546,17 +546,15 @@ export class Master {
         agent.conn?.send({ type: 'KILL_TASK', frameworkId, taskId: info.taskId });
       }
     }
-    // Tasks the master launched there that the agent does not have: RUN_TASK was lost in flight.
+    // Tasks the master launched there that the agent does not have. A STAGING one was lost with the
+    // old socket (RUN_TASK never arrived: REGISTER is the first thing on the new one), so it will
+    // never start. A task that ran and ended while the agent was away is not listed either, but its
+    // terminal update is still in the agent's status stream and arrives next, so it is left alone.
     for (const task of [...agent.tasks]) {
-      if (reportedKeys.has(`${task.frameworkId}\u0000${task.info.taskId}`) || isTerminal(task.state)) continue;
-      if (task.state === 'STAGING' || task.state === 'UNREACHABLE' || task.state === 'LOST') {
-        const framework = this.frameworks.get(task.frameworkId);
-        if (!framework) continue;
-        // An agent keeps unacknowledged updates across restarts, so a task it ran will still be reported
-        // through its status stream; one it never heard of is gone.
-        if (task.state === 'STAGING' && task.status.timestampMs > now - 1000) continue; // RUN_TASK may still be in flight
-        this.masterTransition(framework, task, framework.partitionAware ? 'GONE' : 'LOST', Reason.AGENT_REREGISTERED, 'the agent re-registered without this task');
-      }
+      if (reportedKeys.has(`${task.frameworkId}\u0000${task.info.taskId}`) || task.state !== 'STAGING') continue;
+      const framework = this.frameworks.get(task.frameworkId);
+      if (!framework) continue;
+      this.masterTransition(framework, task, framework.partitionAware ? 'DROPPED' : 'LOST', Reason.AGENT_REREGISTERED, 'the agent re-registered without this task: it never received it');
     }
   }
 
