@@ -209,6 +209,9 @@ describe.skipIf(!cgroupsUsable)('ProcessContainerizer with cgroup v1 limits', ()
   it('reports RUNNING only once the task is in its cgroup, so a kill right after it reaches the command', async () => {
     const run = launch(containerizer, taskOf("trap 'echo got TERM' TERM; while true; do sleep 0.05; done", { resources: { mem: 32 } }));
     expect((await run.started).state).toBe('RUNNING');
+    // A kill comes back through the master and the scheduler: a few milliseconds, far less than a
+    // slow first cgroup attach, but more than the shell needs from the prelude to its trap line.
+    await new Promise((resolve) => setTimeout(resolve, 20));
     run.container.kill(300);
     const end = await run.ended;
     expect(end.state).toBe('KILLED');
