@@ -69,6 +69,8 @@ export interface AgentOptions {
 /** Default kill grace period, as Mesos' command executor (3 s). */
 export const DEFAULT_GRACE_PERIOD_MS = 3000;
 const SANDBOX_GC_INTERVAL_MS = 60 * 60 * 1000;
+/** Tasks whose sandbox and checkpoint are being created at once. */
+const MAX_PREPARING = 8;
 
 let defaultLogger: Logger | undefined;
 function getDefaultLogger(): Logger {
@@ -102,6 +104,8 @@ export class Agent {
   private readonly store: CheckpointStore | undefined;
   private readonly updates: StatusUpdateManager;
   private readonly tasks = new Map<string, TaskRecord>();
+  private readonly prepareQueue: TaskRecord[] = [];
+  private preparing = 0;
   private readonly hostname: string;
 
   private connection: Connection<MasterToAgent, AgentMessage> | undefined;
@@ -113,6 +117,7 @@ export class Agent {
   private wake: (() => void) | undefined;
   private sleepTimer: NodeJS.Timeout | undefined;
   private gcTimer: NodeJS.Timeout | undefined;
+  private keepAlive: NodeJS.Timeout | undefined;
   private loop: Promise<void> | undefined;
   private stopPromise: Promise<void> | undefined;
   private killing: Promise<void> | undefined;
@@ -164,6 +169,9 @@ export class Agent {
     this.collectSandboxes();
     this.gcTimer = setInterval(() => this.collectSandboxes(), SANDBOX_GC_INTERVAL_MS);
     this.gcTimer.unref();
+    // A started agent lives until stop(): its tasks' handles are unref'd (so a stopped agent can
+    // leave them running) and an in-memory connection holds nothing open.
+    this.keepAlive = setInterval(() => {}, 1 << 30);
     this.loop = this.connectLoop();
   }
 
@@ -195,6 +203,7 @@ export class Agent {
     // From here on the agent no longer watches its tasks (they keep running): what happens to them
     // next is for the agent that recovers this work dir to find out, as after a real restart.
     this.detached = true;
+    if (this.keepAlive) clearInterval(this.keepAlive);
     this.updates.stop();
     if (this.sleepTimer) clearTimeout(this.sleepTimer);
     this.wake?.();
@@ -334,11 +343,35 @@ export class Agent {
     }
     const record = this.newRecord(frameworkId, task, 'STAGING');
     this.tasks.set(key, record);
-    // Async: a directory creation can cost more than the spawn, and the agent has others to start.
-    mkdir(record.sandbox, { recursive: true }).then(
-      () => this.launch(record),
-      (error: Error) => this.onStatus(record, { state: 'FAILED', reason: Reason.LAUNCH_FAILED, message: `cannot create the sandbox ${record.sandbox}: ${error.message}` }, 'AGENT'),
-    );
+    this.prepareQueue.push(record);
+    this.pumpPrepare();
+  }
+
+  /**
+   * Creating a directory or a file can cost more than the spawn on a busy disk, so each task's
+   * sandbox and checkpoint are made on the thread pool while the agent spawns others. A window
+   * keeps that work in launch order: queueing all of a burst's mkdirs at once would hold back
+   * every spawn until the last of them is done. The task is checkpointed before it is launched,
+   * as Mesos does.
+   */
+  private pumpPrepare(): void {
+    while (this.preparing < MAX_PREPARING) {
+      const record = this.prepareQueue.shift();
+      if (!record) return;
+      this.preparing++;
+      Promise.all([
+        mkdir(record.sandbox, { recursive: true }),
+        this.store?.createTask({ frameworkId: record.frameworkId, task: record.task, sandbox: record.sandbox }),
+      ])
+        .then(
+          () => this.launch(record),
+          (error: Error) => this.onStatus(record, { state: 'FAILED', reason: Reason.LAUNCH_FAILED, message: `cannot create the sandbox ${record.sandbox} or the task's checkpoint: ${error.message}` }, 'AGENT'),
+        )
+        .finally(() => {
+          this.preparing--;
+          this.pumpPrepare();
+        });
+    }
   }
 
   private launch(record: TaskRecord): void {
@@ -399,14 +432,10 @@ export class Agent {
     }
     this.log.debug({ frameworkId: record.frameworkId, taskId: record.task.taskId, state: status.state, message: status.message }, 'task status');
     const store = this.store;
-    // The task's checkpoint (pid, start time) goes to disk with its RUNNING update, in one write.
+    // The container's checkpoint (pid, start time) goes to disk with the RUNNING update, in one write.
     const checkpointTask =
       status.state === 'RUNNING' && store
-        ? (stored: StoredStatus) =>
-            store.writeTask(
-              { frameworkId: record.frameworkId, task: record.task, sandbox: record.sandbox, ...(status.checkpoint !== undefined ? { container: status.checkpoint } : {}) },
-              stored,
-            )
+        ? (stored: StoredStatus) => store.writeContainer(record.frameworkId, record.task.taskId, status.checkpoint, stored)
         : undefined;
     this.updates.update(
       {

@@ -3,17 +3,20 @@
  *
  *   meta/agent.json                          {"agentId": "..."}
  *   meta/tasks/<frameworkId>/<taskId>.log    one JSON line per record, appended:
- *       {"task": {...}}     task info, sandbox, the containerizer's checkpoint (pid, start time)
- *       {"update": {...}}   a status update, with its uuid
+ *       {"task": {...}}        task info and sandbox, written before the launch
+ *       {"container": {...}}   the containerizer's checkpoint (pid, start time), with RUNNING
+ *       {"update": {...}}      a status update, with its uuid
  *       {"ack": "<uuid>"}   its acknowledgement
  *
- * One file per task and no per-task directory: a launch costs one mkdir (the sandbox) and the
- * appends, and forgetting a task is one unlink. Spawning is the agent's hot path.
+ * One file per task and no per-task directory; forgetting a task is one unlink. The file is created
+ * off the main thread (with the sandbox) before the launch: creating a file can cost more than a
+ * spawn on a busy disk, while appending to it later costs microseconds. Spawning is the hot path.
  *
  * Writes are synchronous appends with no fsync: they survive the agent process dying at any point
  * (the kernel has the data once write() returns), which is the failure this guards against; a
  * machine crash takes the tasks with it anyway. A line cut short is skipped on reading.
  */
+import { appendFile, mkdir } from 'node:fs/promises';
 import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TaskInfo, TaskStatus } from '../master/protocol/messages.ts';
@@ -39,7 +42,7 @@ export interface RecoveredTask {
   acknowledged: Set<string>;
 }
 
-type LogLine = { task: TaskCheckpoint } | { update: StoredStatus } | { ack: string };
+type LogLine = { task: TaskCheckpoint } | { container: unknown } | { update: StoredStatus } | { ack: string };
 
 export class CheckpointStore {
   private readonly tasksDir: string;
@@ -74,11 +77,21 @@ export class CheckpointStore {
     return path.join(dir, `${taskId}.log`);
   }
 
-  /** Records a started task; `with` (its RUNNING update) goes in the same write. */
-  writeTask(checkpoint: TaskCheckpoint, withUpdate?: StoredStatus): void {
-    let text = JSON.stringify({ task: checkpoint } satisfies LogLine) + '\n';
-    if (withUpdate) text += JSON.stringify({ update: withUpdate } satisfies LogLine) + '\n';
-    appendFileSync(this.taskFile(checkpoint.frameworkId, checkpoint.task.taskId), text);
+  /** Starts a task's log (off the main thread) before it is launched. */
+  async createTask(checkpoint: TaskCheckpoint): Promise<void> {
+    const dir = path.join(this.tasksDir, checkpoint.frameworkId);
+    if (!this.knownDirs.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      this.knownDirs.add(dir);
+    }
+    await appendFile(path.join(dir, `${checkpoint.task.taskId}.log`), JSON.stringify({ task: checkpoint } satisfies LogLine) + '\n');
+  }
+
+  /** Records how to re-adopt a started task; its RUNNING update goes in the same write. */
+  writeContainer(frameworkId: string, taskId: string, container: unknown, runningUpdate: StoredStatus): void {
+    let text = container === undefined ? '' : JSON.stringify({ container } satisfies LogLine) + '\n';
+    text += JSON.stringify({ update: runningUpdate } satisfies LogLine) + '\n';
+    appendFileSync(this.taskFile(frameworkId, taskId), text);
   }
 
   appendUpdate(status: StoredStatus): void {
@@ -137,6 +150,7 @@ function listDir(dir: string): string[] {
 
 function readLog(file: string): { info: TaskCheckpoint | undefined; updates: StoredStatus[]; acknowledged: Set<string> } {
   let info: TaskCheckpoint | undefined;
+  let container: unknown;
   const updates: StoredStatus[] = [];
   const acknowledged = new Set<string>();
   let text: string;
@@ -147,15 +161,17 @@ function readLog(file: string): { info: TaskCheckpoint | undefined; updates: Sto
   }
   for (const line of text.split('\n')) {
     if (line === '') continue;
-    let parsed: Partial<{ task: TaskCheckpoint; update: StoredStatus; ack: string }>;
+    let parsed: Partial<{ task: TaskCheckpoint; container: unknown; update: StoredStatus; ack: string }>;
     try {
       parsed = JSON.parse(line) as typeof parsed;
     } catch {
       continue; // a line cut short by a crash mid-write
     }
     if (parsed.task && typeof parsed.task.frameworkId === 'string') info = parsed.task;
+    else if (parsed.container !== undefined) container = parsed.container;
     else if (parsed.update && typeof parsed.update.uuid === 'string') updates.push(parsed.update);
     else if (typeof parsed.ack === 'string') acknowledged.add(parsed.ack);
   }
+  if (info && container !== undefined) info = { ...info, container };
   return { info, updates, acknowledged };
 }

@@ -31,6 +31,9 @@ export interface ProcessContainerizerOptions {
   recoverPollMs?: number;
 }
 
+/** Launches whose stdout/stderr are being opened at once. */
+const MAX_OPENING = 8;
+
 /** What the agent checkpoints for a process container. */
 export interface ProcessCheckpoint {
   pid: number;
@@ -95,6 +98,8 @@ export class ProcessContainerizer implements Containerizer {
   /** Copied once: reading process.env goes through a slow accessor on every key. */
   private readonly baseEnv: Record<string, string | undefined> = { ...process.env };
   private readonly recoverPollMs: number;
+  private opening = 0;
+  private readonly openQueue: Array<() => void> = [];
 
   constructor(private readonly options: ProcessContainerizerOptions = {}) {
     this.recoverPollMs = options.recoverPollMs ?? 500;
@@ -121,8 +126,10 @@ export class ProcessContainerizer implements Containerizer {
     const { sandbox } = spec;
     const container = new ProcessContainer(report, (cgroup) => this.release(cgroup));
     // Creating stdout and stderr is a file creation each, which costs more than the spawn on a busy
-    // disk; doing it on the thread pool lets the agent spawn other tasks meanwhile.
-    openLogs(sandbox, (error, stdout, stderr) => {
+    // disk; doing it on the thread pool lets the agent spawn other tasks meanwhile. A small window
+    // bounds the descriptors held open: every fork copies the descriptor table.
+    this.whenOpenSlot(() => openLogs(sandbox, (error, stdout, stderr) => {
+      this.releaseOpenSlot();
       if (error) {
         container.failed(`cannot open the task's stdout/stderr in ${sandbox}: ${error.message}`);
         return;
@@ -134,8 +141,21 @@ export class ProcessContainerizer implements Containerizer {
         closeSync(stdout);
         closeSync(stderr);
       }
-    });
+    }));
     return container;
+  }
+
+  private whenOpenSlot(run: () => void): void {
+    if (this.opening < MAX_OPENING) {
+      this.opening++;
+      run();
+    } else this.openQueue.push(run);
+  }
+
+  private releaseOpenSlot(): void {
+    const next = this.openQueue.shift();
+    if (next) next();
+    else this.opening--;
   }
 
   private spawn(spec: LaunchSpec, container: ProcessContainer, stdout: number, stderr: number): void {

@@ -106,14 +106,16 @@ describe('StatusUpdateManager', () => {
 });
 
 describe('CheckpointStore', () => {
-  it('keeps the agent id and forgets a removed task', () => {
+  it('keeps the agent id and forgets a removed task', async () => {
     const store = new CheckpointStore(path.join(root, 'meta2'));
     expect(store.readAgentId()).toBeUndefined();
     store.writeAgentId('agent-1');
-    store.writeTask({ frameworkId: 'fw', task: { taskId: 't', resources: {}, command: { value: 'true' } }, sandbox: '/x', container: { pid: 1 } });
+    await store.createTask({ frameworkId: 'fw', task: { taskId: 't', resources: {}, command: { value: 'true' } }, sandbox: '/x' });
+    store.writeContainer('fw', 't', { pid: 1 }, { taskId: 't', frameworkId: 'fw', state: 'RUNNING', source: 'EXECUTOR', timestampMs: 0, uuid: 'u1' });
     const again = new CheckpointStore(path.join(root, 'meta2'));
     expect(again.readAgentId()).toBe('agent-1');
-    expect(again.readAll()[0]?.info?.container).toEqual({ pid: 1 });
+    expect(again.readAll()[0]?.info).toEqual({ frameworkId: 'fw', task: { taskId: 't', resources: {}, command: { value: 'true' } }, sandbox: '/x', container: { pid: 1 } });
+    expect(again.readAll()[0]?.updates.map((u) => u.uuid)).toEqual(['u1']);
     again.removeTask('fw', 't');
     expect(new CheckpointStore(path.join(root, 'meta2')).readAll()).toEqual([]);
   });
