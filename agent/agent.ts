@@ -375,7 +375,15 @@ export class Agent {
   }
 
   private launch(record: TaskRecord): void {
-    if (this.detached || isTerminal(record.state)) return;
+    if (isTerminal(record.state)) return;
+    if (this.detached) {
+      // Stopped before it started: never start it; a kill asked for meanwhile is satisfied.
+      if (record.killRequested) {
+        record.state = 'KILLED';
+        record.end();
+      }
+      return;
+    }
     if (record.killRequested) {
       this.onStatus(record, { state: 'KILLED', reason: Reason.TASK_KILLED, message: 'killed by the agent before it started' }, 'AGENT');
       return;
