@@ -141,6 +141,10 @@ export class Agent {
     this.registeredPromise = new Promise((resolve) => (this.resolveRegistered = resolve));
   }
 
+  private get usesSandbox(): boolean {
+    return this.containerizer.usesSandbox !== false;
+  }
+
   get agentId(): string | undefined {
     return this.id;
   }
@@ -154,7 +158,7 @@ export class Agent {
   async start(): Promise<void> {
     if (this.started) throw new Error('agent already started');
     this.started = true;
-    mkdirSync(path.join(this.workDir, 'sandboxes'), { recursive: true });
+    if (this.usesSandbox) mkdirSync(path.join(this.workDir, 'sandboxes'), { recursive: true });
     const limits = (await this.containerizer.init?.()) ?? { enforced: false, detail: `the ${this.containerizer.name} containerizer does not enforce limits` };
     this.log.info(
       { containerizer: this.containerizer.name, resources: formatResources(this.resources), limitsEnforced: limits.enforced, workDir: this.workDir },
@@ -166,9 +170,11 @@ export class Agent {
 
     this.id = this.store?.readAgentId();
     this.recover();
-    this.collectSandboxes();
-    this.gcTimer = setInterval(() => this.collectSandboxes(), SANDBOX_GC_INTERVAL_MS);
-    this.gcTimer.unref();
+    if (this.usesSandbox) {
+      this.collectSandboxes();
+      this.gcTimer = setInterval(() => this.collectSandboxes(), SANDBOX_GC_INTERVAL_MS);
+      this.gcTimer.unref();
+    }
     // A started agent lives until stop(): its tasks' handles are unref'd (so a stopped agent can
     // leave them running) and an in-memory connection holds nothing open.
     this.keepAlive = setInterval(() => {}, 1 << 30);
@@ -360,7 +366,7 @@ export class Agent {
       if (!record) return;
       this.preparing++;
       Promise.all([
-        mkdir(record.sandbox, { recursive: true }),
+        this.usesSandbox ? mkdir(record.sandbox, { recursive: true }) : undefined,
         this.store?.createTask({ frameworkId: record.frameworkId, task: record.task, sandbox: record.sandbox }),
       ])
         .then(

@@ -64,6 +64,8 @@ export interface LimitsInfo {
 export interface Containerizer {
   /** Shown in the agent's startup log: "process", "simulated", "docker". */
   readonly name: string;
+  /** @default true. false: the agent makes no sandbox directories (a containerizer that runs nothing). */
+  readonly usesSandbox?: boolean;
   /** Called once before any launch or recover. */
   init?(): Promise<LimitsInfo>;
   /** Starts the task; never throws for task-level problems (reports FAILED with LAUNCH_FAILED instead). */

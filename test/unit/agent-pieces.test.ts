@@ -99,6 +99,7 @@ describe('Agent over a MemoryConnection with the SimulatedContainerizer', () => 
     for (let i = 0; i < 200 && states().length < 4; i++) await new Promise((resolve) => setTimeout(resolve, 5));
     expect(states().sort()).toEqual(['bad:FAILED', 'bad:RUNNING', 'good:FINISHED', 'good:RUNNING']);
     expect(existsSync(path.join(workDir, 'meta'))).toBe(false);
+    expect(existsSync(path.join(workDir, 'sandboxes'))).toBe(false);
     await agent.stop();
   });
 });
