@@ -6,7 +6,7 @@
  * Everything on the launch path is synchronous and small (a mkdir and two or three writes per
  * controller): spawns are ~1 ms, and an async round trip per file would cost more than the work.
  */
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync, accessSync, constants } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 const CFS_PERIOD_US = 100_000;
@@ -38,6 +38,32 @@ export class Cgroups {
     private readonly memoryParent: string,
     private readonly cpuParent: string,
   ) {}
+
+  /**
+   * Removes task cgroups left empty under the parent (by an agent that was killed before it could
+   * clean up). One holding processes (a task a restarted agent will re-adopt) cannot be removed,
+   * so it stays. Returns how many were removed.
+   */
+  sweepEmpty(): number {
+    let removed = 0;
+    for (const parent of new Set([this.memoryParent, this.cpuParent])) {
+      let entries: string[];
+      try {
+        entries = readdirSync(parent, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+      } catch {
+        continue;
+      }
+      for (const name of entries) {
+        try {
+          rmdirSync(path.join(parent, name));
+          removed++;
+        } catch {
+          // in use
+        }
+      }
+    }
+    return removed;
+  }
 
   get description(): string {
     return this.version === 1

@@ -117,6 +117,7 @@ export class ProcessContainerizer implements Containerizer {
       this.limits = { enforced: false, detail: detected };
     } else {
       this.cgroups = detected;
+      detected.sweepEmpty();
       this.limits = { enforced: true, detail: detected.description };
     }
     return this.limits;

@@ -171,13 +171,18 @@ const cgroupsUsable = process.platform === 'linux' && process.getuid?.() === 0 &
 describe.skipIf(!cgroupsUsable)('ProcessContainerizer with cgroup v1 limits', () => {
   const parent = `agora-test-${process.pid}`;
   const containerizer = new ProcessContainerizer({ cgroupParent: parent });
-  afterAll(() => {
+  afterAll(async () => {
+    // Task cgroups are removed just after their task ends; give the last ones a moment.
     for (const hierarchy of ['memory', 'cpu']) {
-      try {
-        rmdirSync(`/sys/fs/cgroup/${hierarchy}/${parent}`);
-      } catch {
-        // already gone
-      }
+      const dir = `/sys/fs/cgroup/${hierarchy}/${parent}`;
+      await waitFor(() => {
+        try {
+          rmdirSync(dir);
+          return true;
+        } catch (error) {
+          return (error as NodeJS.ErrnoException).code === 'ENOENT';
+        }
+      }, `${dir} to be removable`).catch(() => {});
     }
   });
 
@@ -216,6 +221,13 @@ describe.skipIf(!cgroupsUsable)('ProcessContainerizer with cgroup v1 limits', ()
     const end = await run.ended;
     expect(end.state).toBe('KILLED');
     expect(readFileSync(path.join(run.sandbox, 'stdout'), 'utf8')).toContain('got TERM');
+  });
+
+  it('removes empty task cgroups a killed agent left behind when it starts', async () => {
+    const stale = `/sys/fs/cgroup/memory/${parent}/fw.stale.abc123`;
+    mkdirSync(stale, { recursive: true });
+    await new ProcessContainerizer({ cgroupParent: parent }).init();
+    expect(existsSync(stale)).toBe(false);
   });
 
   it('joins the cgroup before exec when shell is false', async () => {
