@@ -19,7 +19,13 @@ const logger = pino({ level: 'warn' });
 const TASK_CPUS = 0.1;
 const TASK_MEM = 32;
 /** Tasks launched per offer: a bound on bursts, like a real scheduler's batch size. */
-const PER_OFFER = Number(process.env.BENCH_PER_OFFER ?? 1);
+const PER_OFFER = Number(process.env.BENCH_PER_OFFER ?? 16);
+/**
+ * Tasks in flight (launched, not yet finished) at most. A scheduler that launches everything it
+ * can measures only how long its own queue is; this one keeps a window, suppressing offers while
+ * it is full and reviving when it drains, as a well-behaved framework does.
+ */
+const WINDOW = Number(process.env.BENCH_WINDOW ?? 1000);
 
 const workRoot = mkdtempSync(join(tmpdir(), 'agora-launch-bench-'));
 process.on('exit', () => rmSync(workRoot, { recursive: true, force: true }));
@@ -42,6 +48,7 @@ await Promise.all(agents.map((a) => a.registered()));
 
 let launched = 0;
 let finished = 0;
+let suppressed = false;
 const acceptedAt = new Map<string, number>();
 const latencies: number[] = [];
 let startedAt = 0;
@@ -61,7 +68,14 @@ const driver = new SchedulerDriver({
           continue;
         }
         const fit = Math.floor(Math.min(scalar(offer.resources, 'cpus') / TASK_CPUS + 1e-9, scalar(offer.resources, 'mem') / TASK_MEM));
-        const n = Math.min(fit, PER_OFFER, taskCount - launched);
+        const room = WINDOW - (launched - finished);
+        if (room <= 0) {
+          if (!suppressed) d.suppress();
+          suppressed = true;
+          d.decline(offer.id, 0);
+          continue;
+        }
+        const n = Math.min(fit, PER_OFFER, room, taskCount - launched);
         const tasks: TaskInfo[] = [];
         for (let i = 0; i < n; i++) {
           const taskId = `t${launched++}`;
@@ -72,7 +86,7 @@ const driver = new SchedulerDriver({
         d.launch(offer, tasks, { refuseSeconds: 0 });
       }
     },
-    update(status) {
+    update(status, d) {
       if (status.state === 'RUNNING') {
         const t0 = acceptedAt.get(status.taskId);
         if (t0 !== undefined) {
@@ -81,6 +95,10 @@ const driver = new SchedulerDriver({
         }
       } else if (status.state === 'FINISHED') {
         if (++finished === taskCount) resolveDone();
+        if (suppressed && launched - finished <= WINDOW * 0.75 && launched < taskCount) {
+          suppressed = false;
+          d.revive();
+        }
       } else if (status.state !== 'STAGING') {
         process.stderr.write(`unexpected ${status.state} for ${status.taskId}: ${status.message}\n`);
       }
