@@ -40,7 +40,8 @@ import {
   type TaskState,
   type TaskStatus,
 } from './protocol/messages.ts';
-import { add, type Resources } from './protocol/resources.ts';
+import { add, equals, type Resources } from './protocol/resources.ts';
+import { startTimer } from './timer.ts';
 
 export interface MasterOptions {
   /** Unused offers are rescinded after this long. @default 60_000 */
@@ -102,6 +103,7 @@ export class Master {
   readonly agents = new Map<string, AgentRecord>();
   readonly frameworks = new Map<string, FrameworkRecord>();
   readonly offers = new Map<string, OfferRecord>();
+  /** Ended tasks, indexed by framework and task id (see completedKey). */
   readonly completedTasks: History<CompletedTask>;
   readonly completedFrameworks = new History<CompletedFramework>(100);
   private readonly pendingAllocation = new Set<string>();
@@ -117,7 +119,7 @@ export class Master {
       ...(options.weights ? { weights: options.weights } : {}),
       ...(options.minAllocatable ? { minAllocatable: options.minAllocatable } : {}),
     });
-    this.completedTasks = new History(this.options.completedTaskHistory);
+    this.completedTasks = new History(this.options.completedTaskHistory, (t) => completedKey(t.frameworkId, t.taskId));
     const cycle = setInterval(() => this.runAllocation(true), this.options.allocationIntervalMs);
     const heartbeat = setInterval(() => this.sendHeartbeats(), this.options.schedulerHeartbeatIntervalMs);
     cycle.unref();
@@ -203,8 +205,12 @@ export class Master {
         old.sendError(ErrorCode.FAILED_OVER, `framework ${framework.id} was taken over by a newer subscription`);
         old.close(CloseCode.POLICY_VIOLATION, 'framework failed over');
       }
-      if (framework.failoverTimer) clearTimeout(framework.failoverTimer);
+      framework.failoverTimer?.clear();
       framework.failoverTimer = undefined;
+      // Mesos' failoverFramework: offers made to the old connection are taken back.
+      for (const offer of [...framework.offers]) this.rescindOffer(offer, false);
+      const role = info.role ?? '*';
+      if (role !== framework.role) this.moveToRole(framework, role);
       framework.info = { ...info, id: framework.id };
       framework.partitionAware = (info.capabilities ?? []).includes('PARTITION_AWARE');
       framework.conn = conn;
@@ -234,12 +240,28 @@ export class Master {
       this.log.info({ frameworkId: id, name: info.name, role }, 'framework subscribed');
     }
     conn.send({ type: 'SUBSCRIBED', frameworkId: framework.id, heartbeatIntervalMs: this.options.schedulerHeartbeatIntervalMs, masterId: this.id });
-    // Updates the scheduler missed while away: the agent would retry them too, but not at once.
+    // Updates the scheduler missed while away: the agent's (which it would retry too, but not at
+    // once) and the master's own (agent lost, task dropped), which nobody else would repeat.
     for (const task of framework.tasks.values()) {
       if (task.unacknowledged) conn.send({ type: 'UPDATE', status: task.unacknowledged });
+      else if (task.statusUndelivered) {
+        conn.send({ type: 'UPDATE', status: task.status });
+        task.statusUndelivered = false;
+        if (isTerminal(task.state)) this.completeTask(framework, task);
+      }
     }
     this.requestAllocation();
     return framework;
+  }
+
+  /** Moves a framework to another role in the allocator, keeping what its tasks use. */
+  private moveToRole(framework: FrameworkRecord, role: string): void {
+    this.allocator.removeFramework(framework.id);
+    this.allocator.addFramework(framework.id, role, false);
+    for (const task of framework.tasks.values()) {
+      if (task.holdsResources) this.allocator.recordUse(framework.id, task.agentId, task.info.resources);
+    }
+    framework.role = role;
   }
 
   private handleSchedulerCall(framework: FrameworkRecord, call: SchedulerCall): void {
@@ -330,8 +352,8 @@ export class Master {
   private launch(framework: FrameworkRecord, agent: AgentRecord, info: TaskInfo, now: number): void {
     const status: TaskStatus = { taskId: info.taskId, frameworkId: framework.id, agentId: agent.id, state: 'STAGING', source: 'MASTER', timestampMs: now };
     const previous = framework.tasks.get(info.taskId);
-    if (previous) this.forgetTask(previous); // a terminal task awaiting its ack, replaced by a relaunch under the same id
-    const task: TaskRecord = { frameworkId: framework.id, agentId: agent.id, info, state: 'STAGING', status, unacknowledged: undefined, holdsResources: true, killPending: false, launchedAtMs: now };
+    if (previous) this.completeTask(framework, previous); // a terminal task awaiting its ack, relaunched under the same id
+    const task: TaskRecord = { frameworkId: framework.id, agentId: agent.id, info, state: 'STAGING', status, unacknowledged: undefined, holdsResources: true, killPending: false, statusUndelivered: false, launchedAtMs: now };
     framework.tasks.set(info.taskId, task);
     agent.tasks.add(task);
     agent.conn?.send({ type: 'RUN_TASK', frameworkId: framework.id, task: info });
@@ -348,7 +370,7 @@ export class Master {
   private kill(framework: FrameworkRecord, taskId: string, agentId: string | undefined, killPolicy: { gracePeriodMs: number } | undefined): void {
     const task = framework.tasks.get(taskId);
     if (!task) {
-      const completed = this.completedTasks.find((t) => t.frameworkId === framework.id && t.taskId === taskId);
+      const completed = this.completedTasks.get(completedKey(framework.id, taskId));
       if (completed) framework.conn?.send({ type: 'UPDATE', status: { ...completed.status, uuid: undefined, source: 'MASTER', reason: Reason.RECONCILIATION } });
       else this.sendMasterUpdate(framework, taskId, agentId, unknownStateFor(framework.partitionAware), Reason.RECONCILIATION, `KILL of unknown task ${taskId}`);
       return;
@@ -373,8 +395,9 @@ export class Master {
       task.unacknowledged = undefined;
       if (isTerminal(task.state)) this.completeTask(framework, task);
     }
-    const agent = this.agents.get(task?.agentId ?? agentId);
-    agent?.conn?.send({ type: 'ACKNOWLEDGE_UPDATE', frameworkId: framework.id, taskId, uuid });
+    // Routed by the agent the scheduler names (Mesos): after a task id is reused elsewhere, an ack
+    // for the old incarnation still reaches the agent that sent it.
+    this.agents.get(agentId)?.conn?.send({ type: 'ACKNOWLEDGE_UPDATE', frameworkId: framework.id, taskId, uuid });
   }
 
   private reconcile(framework: FrameworkRecord, tasks: { taskId: string; agentId?: string | undefined }[]): void {
@@ -391,13 +414,13 @@ export class Master {
         conn.send({ type: 'UPDATE', status: this.reconciledStatus(task, now) });
         continue;
       }
-      const completed = this.completedTasks.find((t) => t.frameworkId === framework.id && t.taskId === taskId);
+      const completed = this.completedTasks.get(completedKey(framework.id, taskId));
       if (completed) {
         conn.send({ type: 'UPDATE', status: { ...completed.status, uuid: undefined, source: 'MASTER', reason: Reason.RECONCILIATION, timestampMs: now } });
         continue;
       }
       const agent = agentId ? this.agents.get(agentId) : undefined;
-      const state = agent?.status === 'UNREACHABLE' ? 'UNREACHABLE' : unknownStateFor(framework.partitionAware);
+      const state = agent?.status === 'UNREACHABLE' ? unreachableStateFor(framework.partitionAware) : unknownStateFor(framework.partitionAware);
       this.sendMasterUpdate(framework, taskId, agentId, state, Reason.RECONCILIATION, 'the master does not know this task');
     }
   }
@@ -414,18 +437,17 @@ export class Master {
     const timeoutMs = framework.info.failoverTimeoutMs ?? 0;
     this.log.info({ frameworkId: framework.id, reason, failoverTimeoutMs: timeoutMs }, 'scheduler disconnected');
     if (this.closed) return;
-    framework.failoverTimer = setTimeout(() => {
+    framework.failoverTimer = startTimer(timeoutMs, () => {
       framework.failoverTimer = undefined;
       this.removeFramework(framework, `its scheduler did not re-subscribe within its failover timeout (${timeoutMs} ms)`);
-    }, timeoutMs);
-    framework.failoverTimer.unref();
+    });
   }
 
   /** Removes a framework: its offers are rescinded and every task it has is killed. */
   private removeFramework(framework: FrameworkRecord, reason: string): void {
     if (!this.frameworks.has(framework.id)) return;
     this.log.info({ frameworkId: framework.id, reason }, 'removing framework');
-    if (framework.failoverTimer) clearTimeout(framework.failoverTimer);
+    framework.failoverTimer?.clear();
     for (const offer of [...framework.offers]) this.rescindOffer(offer, false);
     const agentsWithTasks = new Set<string>();
     const now = Date.now();
@@ -466,9 +488,10 @@ export class Master {
         agent.conn = undefined;
         old.close(CloseCode.POLICY_VIOLATION, 'replaced by a newer connection from the same agent');
       }
-      if (agent.unreachableTimer) clearTimeout(agent.unreachableTimer);
+      agent.unreachableTimer?.clear();
       agent.unreachableTimer = undefined;
       const wasUnreachable = agent.status === 'UNREACHABLE';
+      for (const offer of [...agent.offers]) this.rescindOffer(offer, true);
       agent.conn = conn;
       agent.status = 'ACTIVE';
       agent.hostname = message.hostname;
@@ -476,6 +499,13 @@ export class Master {
       if (wasUnreachable) {
         agent.total = message.resources;
         this.allocator.addAgent(agent.id, agent.total);
+      } else if (!equals(agent.total, message.resources)) {
+        // Restarted with other resources: the allocator starts over from the new total and the
+        // tasks still holding resources there.
+        agent.total = message.resources;
+        this.allocator.removeAgent(agent.id);
+        this.allocator.addAgent(agent.id, agent.total);
+        for (const task of agent.tasks) if (task.holdsResources) this.allocator.recordUse(task.frameworkId, agent.id, task.info.resources);
       } else {
         this.allocator.activateAgent(agent.id);
       }
@@ -521,13 +551,15 @@ export class Master {
         framework = this.recoverFramework(frameworkId, now);
       }
       let task = framework.tasks.get(info.taskId);
-      if (task && task.state === 'LOST' && !framework.partitionAware) {
-        // Mesos: a non-partition-aware framework was told LOST and may have relaunched; kill the original.
+      const ended = this.completedTasks.get(completedKey(frameworkId, info.taskId));
+      if ((task && task.agentId !== agent.id) || (!task && ended?.agentId === agent.id)) {
+        // A copy the master already counts as ended (a non-partition-aware framework was told LOST)
+        // or whose id now belongs to a relaunch elsewhere: Mesos kills it rather than adopt it.
         agent.conn?.send({ type: 'KILL_TASK', frameworkId, taskId: info.taskId });
         continue;
       }
       if (!task) {
-        task = { frameworkId, agentId: agent.id, info, state, status: { taskId: info.taskId, frameworkId, agentId: agent.id, state, source: 'MASTER', timestampMs: now }, unacknowledged: undefined, holdsResources: false, killPending: false, launchedAtMs: now };
+        task = { frameworkId, agentId: agent.id, info, state, status: { taskId: info.taskId, frameworkId, agentId: agent.id, state, source: 'MASTER', timestampMs: now }, unacknowledged: undefined, holdsResources: false, killPending: false, statusUndelivered: false, launchedAtMs: now };
         framework.tasks.set(info.taskId, task);
       }
       agent.tasks.add(task);
@@ -575,27 +607,36 @@ export class Master {
     };
     this.frameworks.set(frameworkId, framework);
     this.allocator.addFramework(frameworkId, '*', false);
-    framework.failoverTimer = setTimeout(() => this.removeFramework(framework, 'recovered from agent reports, but its scheduler never re-subscribed'), this.options.recoveredFrameworkTimeoutMs);
-    framework.failoverTimer.unref();
+    framework.failoverTimer = startTimer(this.options.recoveredFrameworkTimeoutMs, () => this.removeFramework(framework, 'recovered from agent reports, but its scheduler never re-subscribed'));
     return framework;
   }
 
   private statusUpdate(agent: AgentRecord, status: TaskStatus & { uuid: string }): void {
-    const framework = this.frameworks.get(status.frameworkId);
+    let framework = this.frameworks.get(status.frameworkId);
     if (!framework) {
-      // The framework is gone; acknowledge for it so the agent's stream drains.
-      agent.conn?.send({ type: 'ACKNOWLEDGE_UPDATE', frameworkId: status.frameworkId, taskId: status.taskId, uuid: status.uuid });
-      return;
+      if (this.completedFrameworks.find((f) => f.id === status.frameworkId)) {
+        // The framework is gone for good; acknowledge for it so the agent's stream drains.
+        agent.conn?.send({ type: 'ACKNOWLEDGE_UPDATE', frameworkId: status.frameworkId, taskId: status.taskId, uuid: status.uuid });
+        return;
+      }
+      // Not known yet (the master restarted): keep the update for its scheduler, unacknowledged.
+      framework = this.recoverFramework(status.frameworkId, Date.now());
     }
     let task = framework.tasks.get(status.taskId);
+    const ended = this.completedTasks.get(completedKey(framework.id, status.taskId));
+    if (ended && ended.agentId === agent.id && ended.status.uuid === status.uuid) {
+      // A retry of an update the master already settled (an earlier incarnation's end).
+      agent.conn?.send({ type: 'ACKNOWLEDGE_UPDATE', frameworkId: framework.id, taskId: status.taskId, uuid: status.uuid });
+      return;
+    }
     if (!task || task.agentId !== agent.id) {
-      const completed = !task && this.completedTasks.find((t) => t.frameworkId === framework.id && t.taskId === status.taskId && t.agentId === agent.id);
-      if (completed || task) {
-        // A late duplicate for a task the scheduler already acknowledged as ended: nothing new to tell.
+      if (task || ended) {
+        // From a copy the master no longer tracks here (its id was reused elsewhere, or it was
+        // settled as LOST): nothing for the scheduler.
         agent.conn?.send({ type: 'ACKNOWLEDGE_UPDATE', frameworkId: framework.id, taskId: status.taskId, uuid: status.uuid });
         return;
       }
-      task = { frameworkId: framework.id, agentId: agent.id, info: { taskId: status.taskId, resources: {}, command: { value: '?' } }, state: status.state, status, unacknowledged: undefined, holdsResources: false, killPending: false, launchedAtMs: Date.now() };
+      task = { frameworkId: framework.id, agentId: agent.id, info: { taskId: status.taskId, resources: {}, command: { value: '?' } }, state: status.state, status, unacknowledged: undefined, holdsResources: false, killPending: false, statusUndelivered: false, launchedAtMs: Date.now() };
       framework.tasks.set(status.taskId, task);
       agent.tasks.add(task);
     }
@@ -618,8 +659,7 @@ export class Master {
     // A socket that died of missed pings has used up its grace already.
     const graceMs = reason.startsWith('heartbeat timeout') ? 0 : this.options.agentReregisterTimeoutMs;
     this.log.warn({ agentId: agent.id, hostname: agent.hostname, reason, code, graceMs }, 'agent disconnected');
-    agent.unreachableTimer = setTimeout(() => this.markUnreachable(agent), graceMs);
-    agent.unreachableTimer.unref();
+    agent.unreachableTimer = startTimer(graceMs, () => this.markUnreachable(agent));
   }
 
   private markUnreachable(agent: AgentRecord): void {
@@ -644,8 +684,12 @@ export class Master {
   private masterTransition(framework: FrameworkRecord, task: TaskRecord, state: TaskState, reason: string, message: string): void {
     task.state = state;
     task.status = { taskId: task.info.taskId, frameworkId: framework.id, agentId: task.agentId, state, reason, message, source: 'MASTER', timestampMs: Date.now() };
-    if (isTerminal(state)) this.releaseTaskResources(task);
-    framework.conn?.send({ type: 'UPDATE', status: task.status });
+    task.statusUndelivered = !framework.conn;
+    if (framework.conn) framework.conn.send({ type: 'UPDATE', status: task.status });
+    // The master's own updates need no acknowledgement, so a terminal one ends the task now, unless
+    // the scheduler has yet to hear it (then it ends when re-sent on re-subscribe... or reconciled).
+    if (isTerminal(state) && !task.statusUndelivered) this.completeTask(framework, task);
+    else if (isTerminal(state)) this.releaseTaskResources(task);
   }
 
   private releaseTaskResources(task: TaskRecord): void {
@@ -730,8 +774,7 @@ export class Master {
         createdAtMs: now,
         timer: undefined,
       };
-      offer.timer = setTimeout(() => this.rescindOffer(offer, true), this.options.offerTimeoutMs);
-      offer.timer.unref();
+      offer.timer = startTimer(this.options.offerTimeoutMs, () => this.rescindOffer(offer, true));
       this.offers.set(offer.id, offer);
       framework.offers.add(offer);
       agent.offers.add(offer);
@@ -743,7 +786,7 @@ export class Master {
   }
 
   private removeOffer(offer: OfferRecord): void {
-    if (offer.timer) clearTimeout(offer.timer);
+    offer.timer?.clear();
     this.offers.delete(offer.id);
     this.frameworks.get(offer.frameworkId)?.offers.delete(offer);
     this.agents.get(offer.agentId)?.offers.delete(offer);
@@ -789,16 +832,20 @@ export class Master {
   async close(): Promise<void> {
     this.closed = true;
     for (const timer of this.timers) clearInterval(timer);
-    for (const offer of this.offers.values()) if (offer.timer) clearTimeout(offer.timer);
+    for (const offer of this.offers.values()) offer.timer?.clear();
     for (const framework of this.frameworks.values()) {
-      if (framework.failoverTimer) clearTimeout(framework.failoverTimer);
+      framework.failoverTimer?.clear();
       framework.conn?.close(CloseCode.GOING_AWAY, 'master shutting down');
     }
     for (const agent of this.agents.values()) {
-      if (agent.unreachableTimer) clearTimeout(agent.unreachableTimer);
+      agent.unreachableTimer?.clear();
       agent.conn?.close(CloseCode.GOING_AWAY, 'master shutting down');
     }
   }
+}
+
+function completedKey(frameworkId: string, taskId: string): string {
+  return `${frameworkId}\u0000${taskId}`;
 }
 
 function stripUndefined<T extends object>(value: T): Partial<T> {

@@ -14,6 +14,7 @@ import type {
   TaskStatus,
 } from '../protocol/messages.ts';
 import type { Resources } from '../protocol/resources.ts';
+import type { Timer } from '../timer.ts';
 
 export type AgentConnection = Connection<AgentMessage, MasterToAgent>;
 export type SchedulerConnection = Connection<SchedulerCall, SchedulerEvent>;
@@ -33,7 +34,7 @@ export interface AgentRecord {
   status: AgentStatus;
   conn: AgentConnection | undefined;
   registeredAtMs: number;
-  unreachableTimer: NodeJS.Timeout | undefined;
+  unreachableTimer: Timer | undefined;
   tasks: Set<TaskRecord>;
   offers: Set<OfferRecord>;
 }
@@ -49,7 +50,7 @@ export interface FrameworkRecord {
   status: FrameworkStatus;
   conn: SchedulerConnection | undefined;
   registeredAtMs: number;
-  failoverTimer: NodeJS.Timeout | undefined;
+  failoverTimer: Timer | undefined;
   /** Live tasks and terminal tasks whose last update is not yet acknowledged, by task id. */
   tasks: Map<string, TaskRecord>;
   offers: Set<OfferRecord>;
@@ -69,6 +70,8 @@ export interface TaskRecord {
   holdsResources: boolean;
   /** A KILL arrived while the agent was away; it is sent when the agent re-registers. */
   killPending: boolean;
+  /** The latest status is the master's own and the scheduler was away; sent when it re-subscribes. */
+  statusUndelivered: boolean;
   launchedAtMs: number;
 }
 
@@ -78,7 +81,7 @@ export interface OfferRecord {
   agentId: string;
   resources: Resources;
   createdAtMs: number;
-  timer: NodeJS.Timeout | undefined;
+  timer: Timer | undefined;
 }
 
 /** A fixed-size history of ended things (completed tasks, removed frameworks) for /state. */
@@ -86,11 +89,25 @@ export class History<T> {
   /** A ring: `next` is where the next item goes; pushes are O(1) on the task-completion hot path. */
   private readonly items: T[] = [];
   private next = 0;
-  constructor(private readonly capacity: number) {}
+  /** The newest item per key, when a key function is given. */
+  private readonly index = new Map<string, T>();
+  constructor(
+    private readonly capacity: number,
+    private readonly keyOf?: (item: T) => string,
+  ) {}
   push(item: T): void {
     if (this.items.length < this.capacity) this.items.push(item);
-    else this.items[this.next] = item;
+    else {
+      const evicted = this.items[this.next]!;
+      if (this.keyOf && this.index.get(this.keyOf(evicted)) === evicted) this.index.delete(this.keyOf(evicted));
+      this.items[this.next] = item;
+    }
     this.next = (this.next + 1) % this.capacity;
+    if (this.keyOf) this.index.set(this.keyOf(item), item);
+  }
+  /** The newest item with this key (needs a key function). O(1). */
+  get(key: string): T | undefined {
+    return this.index.get(key);
   }
   /** Newest first. */
   find(predicate: (item: T) => boolean): T | undefined {

@@ -193,8 +193,16 @@ export class WsConnection<In extends { type: string }, Out extends { type: strin
       return;
     }
     if (batch.length === 1) {
-      // A single message this large is a bug in the sender; the peer would close the socket over it.
-      throw new RangeError(`a ${batch[0]!.type} message of ${frame.length} bytes exceeds the ${MAX_PAYLOAD_BYTES}-byte frame limit; split it`);
+      const parts = splitMessage(batch[0]!);
+      if (parts) {
+        for (const part of parts) this.sendBatch([part]);
+        return;
+      }
+      // The peer would close the socket over it anyway; closing here says why, and nothing is
+      // thrown on the event loop (which would take the whole process down).
+      this.closeReason = `a ${batch[0]!.type} message of ${frame.length} bytes exceeds the ${MAX_PAYLOAD_BYTES}-byte frame limit`;
+      this.ws.close(CloseCode.INTERNAL, 'message too big to send');
+      return;
     }
     const half = Math.ceil(batch.length / 2);
     this.sendBatch(batch.slice(0, half));
@@ -232,6 +240,17 @@ export class WsConnection<In extends { type: string }, Out extends { type: strin
     if (this.pingTimer) clearInterval(this.pingTimer);
     if (this.watchdog) clearTimeout(this.watchdog);
   }
+}
+
+/**
+ * Splits a message that is too big for one frame into smaller ones of the same meaning, where the
+ * protocol allows: a list of offers can go out as several OFFERS events.
+ */
+function splitMessage<T extends { type: string }>(message: T): T[] | undefined {
+  const offers = (message as { offers?: unknown }).offers;
+  if (message.type !== 'OFFERS' || !Array.isArray(offers) || offers.length < 2) return undefined;
+  const half = Math.ceil(offers.length / 2);
+  return [{ ...message, offers: offers.slice(0, half) }, { ...message, offers: offers.slice(half) }];
 }
 
 function closeCodeText(code: number): string {

@@ -24,3 +24,17 @@ describe('History (completed tasks and frameworks kept for /state)', () => {
     expect(h.find(() => true)).toBe(2);
   });
 });
+
+describe('History with a key', () => {
+  it('finds the newest item per key in O(1), and forgets evicted ones', () => {
+    const h = new History<{ id: string; n: number }>(2, (x) => x.id);
+    h.push({ id: 'a', n: 1 });
+    h.push({ id: 'a', n: 2 });
+    expect(h.get('a')?.n).toBe(2);
+    h.push({ id: 'b', n: 3 }); // evicts a/1, which is not the newest 'a'
+    expect(h.get('a')?.n).toBe(2);
+    h.push({ id: 'c', n: 4 }); // evicts a/2
+    expect(h.get('a')).toBeUndefined();
+    expect(h.get('c')?.n).toBe(4);
+  });
+});
