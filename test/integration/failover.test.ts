@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { MasterServer } from '../../master/http/server.ts';
-import { removeDir, shellTask, startAgent, startAgentProcess, startMaster, tempDir, TestScheduler, waitFor } from './helpers.ts';
+import { Endpoint, PROTOCOL_VERSION } from '../../master/protocol/index.ts';
+import { RawClient, removeDir, shellTask, startAgent, startAgentProcess, startMaster, tempDir, TestScheduler, waitFor } from './helpers.ts';
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 afterEach(async () => {
@@ -134,6 +135,21 @@ describe('agent loss', () => {
     s.driver.kill('long');
     await s.waitForUpdate('long', 'KILLED', 10_000);
     await waitFor(() => !alive(pid), 'the re-adopted process to die');
+  });
+
+  it('marks an agent that stops answering pings UNREACHABLE though its socket stays open', async () => {
+    const master = await startMaster({ pingIntervalMs: 100, maxMissedPings: 3, agentReregisterTimeoutMs: 60_000 });
+    cleanups.push(() => master.close());
+    const s = new TestScheduler(master, { name: 'watcher', failoverTimeoutMs: 60_000 });
+    cleanups.push(() => s.driver.stop({ teardown: true }));
+    await s.start();
+    const silent = await RawClient.connect(`${master.wsUrl}${Endpoint.agent}`, { autoPong: false });
+    cleanups.push(() => silent.close());
+    silent.send({ type: 'REGISTER', protocolVersion: PROTOCOL_VERSION, hostname: 'silent', resources: { cpus: 1, mem: 512 }, attributes: {}, tasks: [] });
+    const { agentId } = await silent.next('REGISTERED');
+    // Missed pings use up the grace at once: no 60 s re-registration wait.
+    await waitFor(() => master.master.state().agents.find((a) => a.id === agentId)?.status === 'UNREACHABLE', 'the silent agent to become UNREACHABLE', 5000);
+    await waitFor(() => s.failures.includes(agentId as string), 'a FAILURE event naming it');
   });
 
   it('reports LOST to a framework that is not partition-aware, and kills the task when the agent returns', async () => {

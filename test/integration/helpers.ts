@@ -93,8 +93,9 @@ export class RawClient {
     ws.on('error', () => {});
   }
 
-  static async connect(url: string): Promise<RawClient> {
-    const ws = new WebSocket(url, { perMessageDeflate: false });
+  /** `autoPong: false` makes a peer that stops answering the master's pings while its socket stays open. */
+  static async connect(url: string, options: { autoPong?: boolean } = {}): Promise<RawClient> {
+    const ws = new WebSocket(url, { perMessageDeflate: false, autoPong: options.autoPong ?? true });
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
       ws.once('error', reject);
