@@ -53,6 +53,11 @@ export type ReportStatus = (status: ContainerStatus) => void;
 export interface Container {
   /** Ends the task: a polite signal, then a forceful one after `gracePeriodMs`; reports KILLED. */
   kill(gracePeriodMs: number): void;
+  /**
+   * Runs a COMMAND health check where the task runs (the process's sandbox and environment, or
+   * inside its container) and resolves with the exit code; rejects on timeout.
+   */
+  runCheckCommand?(command: string, timeoutMs: number): Promise<number>;
 }
 
 export interface LimitsInfo {

@@ -107,11 +107,71 @@ export const killPolicySchema = z.object({
 });
 export type KillPolicy = z.infer<typeof killPolicySchema>;
 
+/** A host port for a container port (bridge networking); `hostPort` 0 or absent = the next port of the task's `ports` resource. */
+export const portMappingSchema = z.object({
+  containerPort: z.number().int().min(1).max(65535),
+  hostPort: z.number().int().min(0).max(65535).optional(),
+  protocol: z.enum(['tcp', 'udp']).optional(),
+});
+
+export const volumeSchema = z.object({
+  /** Must be under one of the paths the agent allows (`--docker-volumes`); the Docker socket never is. */
+  hostPath: z.string().startsWith('/', 'must be an absolute path'),
+  containerPath: z.string().startsWith('/', 'must be an absolute path'),
+  mode: z.enum(['RO', 'RW']).optional(),
+});
+
+/** Run the task in a Docker container instead of as a plain process (Mesos' DockerInfo). */
+export const containerSchema = z.object({
+  type: z.literal('DOCKER'),
+  docker: z.object({
+    image: z.string().min(1, 'must name an image'),
+    /** Pull even when the image is present locally. */
+    forcePull: z.boolean().optional(),
+    /** @default 'HOST' */
+    network: z.enum(['HOST', 'BRIDGE']).optional(),
+    portMappings: z.array(portMappingSchema).optional(),
+    /** Replaces the image's entrypoint. */
+    entrypoint: z.array(z.string()).optional(),
+    readOnlyRootFilesystem: z.boolean().optional(),
+  }),
+  volumes: z.array(volumeSchema).optional(),
+});
+export type ContainerInfo = z.infer<typeof containerSchema>;
+
+/**
+ * A health check the agent runs against the task (Mesos' HealthCheck, same defaults). Where a
+ * port is needed it is `port`, or the `portIndex`-th port of the task's `ports` resource.
+ */
+export const healthCheckSchema = z
+  .object({
+    type: z.enum(['HTTP', 'TCP', 'COMMAND']),
+    http: z.object({ port: z.number().int().min(1).max(65535).optional(), portIndex: z.number().int().nonnegative().optional(), path: z.string().startsWith('/').optional() }).optional(),
+    tcp: z.object({ port: z.number().int().min(1).max(65535).optional(), portIndex: z.number().int().nonnegative().optional() }).optional(),
+    command: z.object({ value: z.string().min(1) }).optional(),
+    /** @default 15 */
+    delaySeconds: z.number().nonnegative().optional(),
+    /** @default 10 */
+    intervalSeconds: z.number().positive().optional(),
+    /** @default 20 */
+    timeoutSeconds: z.number().positive().optional(),
+    /** Failures within this time after the task starts do not count. @default 10 */
+    gracePeriodSeconds: z.number().nonnegative().optional(),
+    /** Consecutive failures (after the grace period) that get the task killed. @default 3 */
+    consecutiveFailures: z.number().int().positive().optional(),
+  })
+  .refine((h) => (h.type === 'HTTP' ? h.http : h.type === 'TCP' ? h.tcp : h.command) !== undefined, {
+    message: 'a HTTP check needs `http`, a TCP check `tcp` and a COMMAND check `command`',
+  });
+export type HealthCheck = z.infer<typeof healthCheckSchema>;
+
 export const taskInfoSchema = z.object({
   taskId: idSchema,
   name: z.string().max(200).optional(),
   resources: resourcesSchema,
   command: commandSchema,
+  container: containerSchema.optional(),
+  healthCheck: healthCheckSchema.optional(),
   killPolicy: killPolicySchema.optional(),
   labels: z.record(z.string(), z.string()).optional(),
 });
