@@ -5,7 +5,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { pino, type Logger } from 'pino';
 import { runAgent } from '../agent/main.ts';
 import { runMaster } from '../master/main.ts';
@@ -190,5 +190,4 @@ function onShutdown(log: Logger, stop: () => Promise<unknown>): void {
   process.once('SIGTERM', () => handler('SIGTERM'));
 }
 
-program.addOption(new Option('--no-color').hideHelp());
 await program.parseAsync(process.argv);
