@@ -215,7 +215,6 @@ export class Master {
       framework.partitionAware = (info.capabilities ?? []).includes('PARTITION_AWARE');
       framework.conn = conn;
       framework.status = 'ACTIVE';
-      framework.suppressed = false;
       this.allocator.activateFramework(framework.id);
       this.allocator.revive(framework.id);
       this.log.info({ frameworkId: framework.id, name: info.name }, 'framework re-subscribed');
@@ -233,7 +232,6 @@ export class Master {
         failoverTimer: undefined,
         tasks: new Map(),
         offers: new Set(),
-        suppressed: false,
       };
       this.frameworks.set(id, framework);
       this.allocator.addFramework(id, role, true);
@@ -280,12 +278,10 @@ export class Master {
         this.decline(framework, call.offerIds, call.filters);
         return;
       case 'REVIVE':
-        framework.suppressed = false;
-        this.allocator.revive(framework.id);
+          this.allocator.revive(framework.id);
         this.requestAllocation();
         return;
       case 'SUPPRESS':
-        framework.suppressed = true;
         this.allocator.suppress(framework.id);
         return;
       case 'KILL':
@@ -603,7 +599,6 @@ export class Master {
       failoverTimer: undefined,
       tasks: new Map(),
       offers: new Set(),
-      suppressed: false,
     };
     this.frameworks.set(frameworkId, framework);
     this.allocator.addFramework(frameworkId, '*', false);

@@ -54,7 +54,6 @@ export interface FrameworkRecord {
   /** Live tasks and terminal tasks whose last update is not yet acknowledged, by task id. */
   tasks: Map<string, TaskRecord>;
   offers: Set<OfferRecord>;
-  suppressed: boolean;
 }
 
 export interface TaskRecord {
