@@ -35,6 +35,9 @@ import { formatResources, type Resources } from '../master/protocol/resources.ts
 import { CheckpointStore, type StoredStatus } from './checkpoint.ts';
 import type { Container, ContainerStatus, Containerizer, LaunchSpec } from './containerizers/containerizer.ts';
 import { ProcessContainerizer } from './containerizers/process.ts';
+import { HealthChecker } from './health/health-checker.ts';
+import { resolveHealthCheck } from './health/health-check-config.ts';
+import { LOOPBACK, probeFor } from './health/probes.ts';
 import { agentResources } from './resources.ts';
 import { collectSandboxes, DEFAULT_SANDBOX_RETENTION_MS, sandboxPath } from './sandbox.ts';
 import { StatusUpdateManager } from './status-updates.ts';
@@ -64,6 +67,8 @@ export interface AgentOptions {
   sandboxRetentionMs?: number;
   /** The master pings every ~1 s; a connection with no ping for this long is treated as dead. @default 15_000 */
   masterTimeoutMs?: number;
+  /** Where HTTP and TCP health checks dial the task's ports; a loopback address of this host. @default '127.0.0.1' */
+  healthCheckHost?: string;
 }
 
 /** Default kill grace period, as Mesos' command executor (3 s). */
@@ -86,6 +91,10 @@ interface TaskRecord {
   container: Container | undefined;
   /** A kill that arrived before the container existed. */
   killRequested?: boolean;
+  /** Runs the task's health check while it is RUNNING. */
+  health?: HealthChecker;
+  /** Set when the health check asked for the kill: the terminal update's message, naming the last failure. */
+  healthKill?: string;
   /** Resolved when the task reaches a terminal state (for stop({killTasks})). */
   ended: Promise<void>;
   end: () => void;
@@ -209,6 +218,7 @@ export class Agent {
     // From here on the agent no longer watches its tasks (they keep running): what happens to them
     // next is for the agent that recovers this work dir to find out, as after a real restart.
     this.detached = true;
+    for (const record of this.tasks.values()) record.health?.stop();
     if (this.keepAlive) clearInterval(this.keepAlive);
     this.updates.stop();
     if (this.sleepTimer) clearTimeout(this.sleepTimer);
@@ -394,6 +404,14 @@ export class Agent {
       this.onStatus(record, { state: 'KILLED', reason: Reason.TASK_KILLED, message: 'killed by the agent before it started' }, 'AGENT');
       return;
     }
+    if (record.task.healthCheck) {
+      // A check that cannot work would only get the task killed later for no fault of its own.
+      const resolved = resolveHealthCheck(record.task, record.task.healthCheck);
+      if (!resolved.ok) {
+        this.onStatus(record, { state: 'ERROR', reason: Reason.TASK_INVALID, message: `invalid health check: ${resolved.error}` }, 'AGENT');
+        return;
+      }
+    }
     const spec: LaunchSpec = { frameworkId: record.frameworkId, task: record.task, sandbox: record.sandbox };
     const container = this.containerizer.launch(spec, (status) => this.onStatus(record, status, 'EXECUTOR'));
     if (!isTerminal(record.state)) record.container = container;
@@ -412,6 +430,8 @@ export class Agent {
   private kill(record: TaskRecord, killPolicy?: KillPolicy): void {
     const gracePeriodMs = killPolicy?.gracePeriodMs ?? record.task.killPolicy?.gracePeriodMs ?? DEFAULT_GRACE_PERIOD_MS;
     this.log.info({ frameworkId: record.frameworkId, taskId: record.task.taskId, gracePeriodMs }, 'killing task');
+    // A task being killed is no longer checked: a failure during its kill grace period is no news.
+    record.health?.stop();
     if (record.container) record.container.kill(gracePeriodMs);
     else record.killRequested = true; // its sandbox is still being made; launch() sees this
   }
@@ -440,9 +460,18 @@ export class Agent {
       return;
     }
     record.state = status.state;
+    let healthy: boolean | undefined;
     if (isTerminal(status.state)) {
       record.container = undefined;
+      record.health?.stop();
       record.end();
+      if (record.healthKill !== undefined) {
+        // Mesos: a task killed for failing its health check ends KILLED, unhealthy, with that reason.
+        healthy = false;
+        if (status.state === 'KILLED') {
+          status = { ...status, reason: Reason.TASK_HEALTH_CHECK_FAILED, message: record.healthKill };
+        }
+      }
     }
     this.log.debug({ frameworkId: record.frameworkId, taskId: record.task.taskId, state: status.state, message: status.message }, 'task status');
     const store = this.store;
@@ -459,11 +488,56 @@ export class Agent {
         ...(status.reason !== undefined ? { reason: status.reason } : {}),
         ...(status.message !== undefined ? { message: status.message } : {}),
         ...(status.exitCode !== undefined ? { exitCode: status.exitCode } : {}),
+        ...(healthy !== undefined ? { healthy } : {}),
         source,
         timestampMs: Date.now(),
       },
       checkpointTask,
     );
+    if (status.state === 'RUNNING' && source === 'EXECUTOR') this.startHealthCheck(record);
+  }
+
+  /**
+   * Starts the task's health check (at RUNNING, or on re-adopting it after a restart). Health goes
+   * to the scheduler as RUNNING updates carrying `healthy`, through the status update manager, so
+   * they are as reliable and ordered as any other update.
+   */
+  private startHealthCheck(record: TaskRecord): void {
+    const check = record.task.healthCheck;
+    if (!check || record.health) return;
+    const resolved = resolveHealthCheck(record.task, check);
+    if (!resolved.ok) {
+      // Refused at launch; a task recovered from an older agent may still carry one.
+      this.log.warn({ frameworkId: record.frameworkId, taskId: record.task.taskId }, `not health checking the task: ${resolved.error}`);
+      return;
+    }
+    const { frameworkId } = record;
+    const { taskId } = record.task;
+    const probe = probeFor(resolved.check.target, () => record.container, this.containerizer.name, this.options.healthCheckHost ?? LOOPBACK);
+    record.health = new HealthChecker({
+      policy: resolved.check.policy,
+      probe,
+      onHealthChanged: (healthy, message) => {
+        if (isTerminal(record.state) || this.detached) return;
+        this.log.info({ frameworkId, taskId, healthy, message }, healthy ? 'task is healthy' : 'task is unhealthy');
+        this.updates.update({
+          taskId,
+          frameworkId,
+          state: 'RUNNING',
+          healthy,
+          ...(message !== undefined ? { message } : {}),
+          source: 'EXECUTOR',
+          timestampMs: Date.now(),
+        });
+      },
+      onFailed: (message, failures) => {
+        if (isTerminal(record.state) || this.detached) return;
+        this.log.warn({ frameworkId, taskId, failures }, `killing the task: ${failures} consecutive failed health checks; the last: ${message}`);
+        record.healthKill = `killed after ${failures} consecutive failed health check(s); the last: ${message}`;
+        this.kill(record);
+      },
+    });
+    record.health.start();
   }
 
   /** An update about a task id the agent has no running record for (refused launch, unknown kill). */
@@ -510,6 +584,8 @@ export class Agent {
       if (container) {
         record.container = container;
         record.state = 'RUNNING';
+        // Checks start over (delay, grace) as for a fresh task: what the old agent saw is gone with it.
+        this.startHealthCheck(record);
         adopted++;
       } else {
         lost++;

@@ -13,6 +13,7 @@
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { closeSync, open, readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { rangesOf, scalar } from '../../master/protocol/resources.ts';
 import { isTerminal as isTerminalState, Reason, type TaskInfo } from '../../master/protocol/messages.ts';
@@ -125,7 +126,7 @@ export class ProcessContainerizer implements Containerizer {
 
   launch(spec: LaunchSpec, report: ReportStatus): Container {
     const { sandbox } = spec;
-    const container = new ProcessContainer(report, (cgroup) => this.release(cgroup));
+    const container = new ProcessContainer(report, (cgroup) => this.release(cgroup), { cwd: sandbox, env: () => this.environment(spec) });
     // Creating stdout and stderr is a file creation each, which costs more than the spawn on a busy
     // disk; doing it on the thread pool lets the agent spawn other tasks meanwhile. A small window
     // bounds the descriptors held open: every fork copies the descriptor table.
@@ -188,14 +189,7 @@ export class ProcessContainerizer implements Containerizer {
       args = command.arguments ?? [];
     }
 
-    const env: Record<string, string | undefined> = {
-      ...this.baseEnv,
-      ...command.environment,
-      ...portEnvironment(task),
-      AGORA_TASK_ID: task.taskId,
-      AGORA_FRAMEWORK_ID: frameworkId,
-      AGORA_SANDBOX: sandbox,
-    };
+    const env = this.environment(spec);
 
     let child: ChildProcess;
     try {
@@ -234,7 +228,7 @@ export class ProcessContainerizer implements Containerizer {
     }
   }
 
-  recover(_spec: LaunchSpec, checkpoint: unknown, report: ReportStatus): Container | undefined {
+  recover(spec: LaunchSpec, checkpoint: unknown, report: ReportStatus): Container | undefined {
     const saved = checkpoint as Partial<ProcessCheckpoint> | undefined;
     if (!saved || typeof saved.pid !== 'number') return undefined;
     const { pid, startTime, cgroup } = saved;
@@ -242,7 +236,7 @@ export class ProcessContainerizer implements Containerizer {
       this.release(cgroup);
       return undefined;
     }
-    const container = new ProcessContainer(report, (c) => this.release(c));
+    const container = new ProcessContainer(report, (c) => this.release(c), { cwd: spec.sandbox, env: () => this.environment(spec) });
     container.adopted(pid, cgroup);
     // No longer our child, so no 'exit' event: poll. The exit status is lost with the parent.
     const timer = setInterval(() => {
@@ -252,6 +246,18 @@ export class ProcessContainerizer implements Containerizer {
     }, this.recoverPollMs);
     timer.unref();
     return container;
+  }
+
+  /** The task's environment; COMMAND health checks run with it too. */
+  private environment({ task, frameworkId, sandbox }: LaunchSpec): Record<string, string | undefined> {
+    return {
+      ...this.baseEnv,
+      ...task.command.environment,
+      ...portEnvironment(task),
+      AGORA_TASK_ID: task.taskId,
+      AGORA_FRAMEWORK_ID: frameworkId,
+      AGORA_SANDBOX: sandbox,
+    };
   }
 
   private release(cgroup: TaskCgroup | undefined): void {
@@ -299,7 +305,42 @@ class ProcessContainer implements Container {
   constructor(
     private readonly reportStatus: ReportStatus,
     private readonly release: (cgroup: TaskCgroup | undefined) => void,
+    private readonly checkContext: { cwd: string; env: () => Record<string, string | undefined> },
   ) {}
+
+  /**
+   * A COMMAND health check: `sh -c` in the task's sandbox with the task's environment, in a process
+   * group of its own so a check that overstays its timeout is killed with everything it started.
+   * (It does not join the task's cgroup: a check is the agent's work, not the task's.)
+   */
+  runCheckCommand(command: string, timeoutMs: number): Promise<number> {
+    if (this.done) return Promise.reject(new Error('the task has ended'));
+    return new Promise((resolve, reject) => {
+      let child: ChildProcess;
+      try {
+        child = spawn('sh', ['-c', command], { cwd: this.checkContext.cwd, env: this.checkContext.env(), stdio: 'ignore', detached: true });
+      } catch (error) {
+        reject(error as Error);
+        return;
+      }
+      child.unref();
+      const timer = setTimeout(() => {
+        if (child.pid !== undefined) signalGroup(child.pid, 'SIGKILL');
+        reject(new Error(`timed out after ${Number((timeoutMs / 1000).toFixed(3))} s`));
+      }, timeoutMs);
+      timer.unref();
+      child.once('error', (error) => {
+        clearTimeout(timer);
+        reject(error);
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        // Whatever the check left behind in its group goes with it.
+        if (child.pid !== undefined) signalGroup(child.pid, 'SIGKILL');
+        resolve(code ?? 128 + (signal ? (os.constants.signals[signal] ?? 0) : 0));
+      });
+    });
+  }
 
   private report(status: ContainerStatus): void {
     if (isTerminalState(status.state)) {
