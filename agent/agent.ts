@@ -533,7 +533,7 @@ export class Agent {
       onFailed: (message, failures) => {
         if (isTerminal(record.state) || this.detached) return;
         this.log.warn({ frameworkId, taskId, failures }, `killing the task: ${failures} consecutive failed health checks; the last: ${message}`);
-        record.healthKill = `killed after ${failures} consecutive failed health check(s); the last: ${message}`;
+        record.healthKill = failures === 1 ? `killed after a failed health check: ${message}` : `killed after ${failures} failed health checks in a row; the last: ${message}`;
         this.kill(record);
       },
     });

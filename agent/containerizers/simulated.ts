@@ -18,6 +18,11 @@ export interface SimulatedOutcome {
 
 export interface SimulatedContainerizerOptions {
   outcome?: (task: TaskInfo) => SimulatedOutcome;
+  /**
+   * The exit code of a COMMAND health check (a fake health: e.g. 0 until a test flips it). Without
+   * it the simulated containers cannot run COMMAND checks.
+   */
+  checkCommand?: (task: TaskInfo, command: string) => number | Promise<number>;
 }
 
 export class SimulatedContainerizer implements Containerizer {
@@ -54,6 +59,7 @@ export class SimulatedContainerizer implements Containerizer {
       if (delayMs <= 0) setImmediate(finish);
       else timer = setTimeout(finish, delayMs);
     }
+    const checkCommand = this.options.checkCommand;
     return {
       kill() {
         if (done) return;
@@ -61,6 +67,14 @@ export class SimulatedContainerizer implements Containerizer {
         if (timer) clearTimeout(timer);
         report({ state: 'KILLED', reason: Reason.TASK_KILLED, message: 'killed by the agent' });
       },
+      ...(checkCommand
+        ? {
+            runCheckCommand: async (command: string) => {
+              if (done) throw new Error('the task has ended');
+              return checkCommand(spec.task, command);
+            },
+          }
+        : {}),
     };
   }
 }

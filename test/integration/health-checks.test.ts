@@ -8,6 +8,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../agent/agent.ts';
+import { SimulatedContainerizer, type SimulatedContainerizerOptions } from '../../agent/containerizers/simulated.ts';
 import { sandboxPath } from '../../agent/sandbox.ts';
 import type { MasterServer } from '../../master/http/server.ts';
 import { Reason, type HealthCheck, type TaskInfo, type TaskStatus } from '../../master/protocol/messages.ts';
@@ -59,13 +60,17 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
 });
 
-async function cluster(): Promise<Cluster> {
+async function cluster(simulated?: SimulatedContainerizerOptions): Promise<Cluster> {
   const port = await freePort();
   const master = await startMaster();
   cleanups.push(() => master.close());
   const workDir = tempDir('agora-agent-');
   cleanups.push(async () => removeDir(workDir));
-  const agent = await startAgent(master, { workDir, resources: { cpus: 4, mem: 4096, disk: 1000, ports: [[port, port]] } });
+  const agent = await startAgent(master, {
+    workDir,
+    resources: { cpus: 4, mem: 4096, disk: 1000, ports: [[port, port]] },
+    ...(simulated ? { containerizer: new SimulatedContainerizer(simulated) } : {}),
+  });
   cleanups.push(() => agent.stop({ killTasks: true }));
   const scheduler = new TestScheduler(master, { name: 'health' });
   cleanups.push(() => scheduler.driver.stop({ teardown: true }));
@@ -123,7 +128,7 @@ describe('health checks', () => {
 
     const killed = await c.scheduler.waitForUpdate('web', 'KILLED', 15_000);
     expect(killed).toMatchObject({ reason: Reason.TASK_HEALTH_CHECK_FAILED, healthy: false });
-    expect(killed.message).toBe(`killed after 3 consecutive failed health check(s); the last: HTTP GET http://127.0.0.1:${c.port}/health returned 503`);
+    expect(killed.message).toBe(`killed after 3 failed health checks in a row; the last: HTTP GET http://127.0.0.1:${c.port}/health returned 503`);
     // Reported on change only: one healthy, one unhealthy, then the end.
     expect(healthUpdates(c.scheduler, 'web').map((u) => u.healthy)).toEqual([true, false]);
   });
@@ -149,7 +154,7 @@ describe('health checks', () => {
     expect(unhealthy.message).toBe(`TCP connect to 127.0.0.1:${c.port}: connection refused`);
     const killed = await c.scheduler.waitForUpdate('tcp', 'KILLED', 15_000);
     expect(killed).toMatchObject({ reason: Reason.TASK_HEALTH_CHECK_FAILED, healthy: false });
-    expect(killed.message).toContain('killed after 2 consecutive failed health check(s)');
+    expect(killed.message).toContain('killed after 2 failed health checks in a row');
   });
 
   it("runs a COMMAND check in the task's sandbox with its environment: healthy, then unhealthy when it exits non-zero", async () => {
@@ -211,6 +216,40 @@ describe('health checks', () => {
     writeFileSync(marker(c, 'phoenix', 'sick'), '');
     const killed = await c.scheduler.waitForUpdate('phoenix', 'KILLED', 15_000);
     expect(killed).toMatchObject({ reason: Reason.TASK_HEALTH_CHECK_FAILED, healthy: false });
+  });
+});
+
+describe('health checks with the simulated containerizer (a fake health)', () => {
+  const forever = () => ({ state: 'RUNNING' as const, delayMs: Infinity });
+
+  it('reports every flip, and only flips, as RUNNING updates in order', async () => {
+    let exitCode = 0;
+    const c = await cluster({ outcome: forever, checkCommand: () => exitCode });
+    c.scheduler.launchOnNextOffer({
+      taskId: 'flaky',
+      resources: { cpus: 0.1 },
+      command: { value: 'simulated' },
+      healthCheck: check({ type: 'COMMAND', command: { value: 'check' }, consecutiveFailures: 1_000_000 }),
+    });
+    await waitForHealth(c.scheduler, 'flaky', true);
+    exitCode = 3;
+    expect((await waitForHealth(c.scheduler, 'flaky', false)).message).toBe('health check command `check` exited with code 3');
+    exitCode = 0;
+    await waitFor(() => healthUpdates(c.scheduler, 'flaky').length === 3, 'healthy again', 15_000);
+    expect(healthUpdates(c.scheduler, 'flaky').map((u) => u.healthy)).toEqual([true, false, true]);
+  });
+
+  it('reports a COMMAND check unhealthy, naming the containerizer, when its containers cannot run commands', async () => {
+    const c = await cluster({ outcome: forever });
+    c.scheduler.launchOnNextOffer({
+      taskId: 'mute',
+      resources: { cpus: 0.1 },
+      command: { value: 'simulated' },
+      healthCheck: check({ type: 'COMMAND', command: { value: 'check' }, gracePeriodSeconds: 0, consecutiveFailures: 1 }),
+    });
+    const killed = await c.scheduler.waitForUpdate('mute', 'KILLED', 15_000);
+    expect(killed).toMatchObject({ reason: Reason.TASK_HEALTH_CHECK_FAILED, healthy: false });
+    expect(killed.message).toBe('killed after a failed health check: health check command `check`: the simulated containerizer cannot run COMMAND health checks');
   });
 });
 
