@@ -89,6 +89,10 @@ program
   .option('--attributes <spec>', 'attributes for placement constraints, e.g. "rack:r1;zone:a"')
   .option('--work-dir <dir>', 'where sandboxes and checkpoints live', '.agora/agent')
   .option('--hostname <name>', 'the hostname to advertise')
+  .option('--containerizers <list>', 'process, docker or both (default: process, plus docker when the engine answers)')
+  .option('--advertise-ip <ip>', 'address Docker bridge port mappings bind to', '127.0.0.1')
+  .option('--docker-volumes <paths>', 'host paths tasks may mount as Docker volumes, e.g. "/data,/srv"')
+  .option('--docker-retention <seconds>', 'keep ended containers this long before removing them', '3600')
   .action(async (flags) => {
     const log = createLogger('agent');
     const agent = await runAgent({ ...flags, master: wsUrl(flags.master), logger: log, handleSignals: false }).catch((e: Error) => fail(e.message));
@@ -101,12 +105,25 @@ program
   .description('run a dev cluster in one process: a master and one agent with this machine\'s resources')
   .option('--port <port>', 'master port', '5050')
   .option('--dir <dir>', 'state directory', '.agora')
+  .option('--containerizers <list>', 'process, docker or both (default: process, plus docker when the engine answers)')
+  .option('--advertise-ip <ip>', 'address Docker bridge port mappings bind to', '127.0.0.1')
+  .option('--docker-volumes <paths>', 'host paths tasks may mount as Docker volumes, e.g. "/data,/srv"')
+  .option('--docker-retention <seconds>', 'keep ended containers this long before removing them', '3600')
   .action(async (flags) => {
     const log = createLogger('up');
     const dir = resolve(flags.dir);
     mkdirSync(dir, { recursive: true });
     const server = await runMaster({ port: flags.port }, log.child({ name: 'master' })).catch((e: Error) => fail(e.message));
-    const agent = await runAgent({ master: server.wsUrl, workDir: join(dir, 'agent'), logger: log.child({ name: 'agent' }), handleSignals: false }).catch((e: Error) => fail(e.message));
+    const agent = await runAgent({
+      master: server.wsUrl,
+      workDir: join(dir, 'agent'),
+      containerizers: flags.containerizers,
+      advertiseIp: flags.advertiseIp,
+      dockerVolumes: flags.dockerVolumes,
+      dockerRetention: flags.dockerRetention,
+      logger: log.child({ name: 'agent' }),
+      handleSignals: false,
+    }).catch((e: Error) => fail(e.message));
     await agent.registered();
     log.info(`dev cluster up: master ${server.url}, one agent (${formatResources(agent.resources)}); state in ${dir}`);
     log.info(`try: npx tsx examples/hello/main.ts --master ${server.wsUrl} --tasks 5   |   npm run agora -- state`);
