@@ -133,6 +133,9 @@ export class DockerContainerizer implements Containerizer {
   private readonly pulls = new Map<string, PullInProgress>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private initAtMs = 0;
+  /** Creates in flight, and how many were ever begun: a sweep must not take a fresh one for an orphan. */
+  private creating = 0;
+  private createsBegun = 0;
 
   constructor(private readonly options: DockerContainerizerOptions) {
     this.docker = options.docker;
@@ -213,11 +216,15 @@ export class DockerContainerizer implements Containerizer {
     if (container.killedBeforeStart()) return;
 
     let id: string;
+    this.creating++;
+    this.createsBegun++;
     try {
       id = (await this.docker.createContainer({ ...create, name: containerName(task.taskId) })).id;
     } catch (error) {
       container.failed(Reason.LAUNCH_FAILED, `cannot create the container from ${image}: ${engineMessage(error)}`);
       return;
+    } finally {
+      this.creating--;
     }
     this.active.add(id);
     container.created(id);
@@ -384,6 +391,10 @@ export class DockerContainerizer implements Containerizer {
    * agent started) are orphans and go; ended ones go once their retention period is over.
    */
   private async sweep(): Promise<void> {
+    // With no create in flight before or during the listing, every running container it shows
+    // that is not active is an orphan; otherwise only those from before this agent started are.
+    const idle = this.creating === 0;
+    const begun = this.createsBegun;
     let list: Docker.ContainerInfo[];
     try {
       list = await this.docker.listContainers({ all: true, filters: { label: [`${Label.workDir}=${this.workDir}`] } });
@@ -393,7 +404,8 @@ export class DockerContainerizer implements Containerizer {
     for (const info of list) {
       if (this.active.has(info.Id)) continue;
       if (info.State === 'running' || info.State === 'created' || info.State === 'paused' || info.State === 'restarting') {
-        if (info.Created * 1000 < this.initAtMs - 1000) await this.remove(info.Id);
+        const quiet = idle && this.createsBegun === begun;
+        if (quiet || info.Created * 1000 < this.initAtMs - 1000) await this.remove(info.Id);
         continue;
       }
       let finishedMs: number;

@@ -202,6 +202,20 @@ describe.skipIf(!engine.available)('Docker tasks through a real master and agent
     }
   });
 
+  it('runs COMMAND checks inside the container with docker exec (driven directly)', async () => {
+    const sandbox = tempDir('agora-docker-sandbox-');
+    const statuses: string[] = [];
+    const container = dockerContainerizer.launch({ frameworkId: 'direct', sandbox, task: dockerTask('echo ready > /mnt/agora/sandbox/ready; exec sleep 60') }, (status) => statuses.push(status.state));
+    await waitFor(() => statuses.includes('RUNNING'), 'RUNNING');
+    expect(await container.runCheckCommand!('test "$AGORA_FRAMEWORK_ID" = direct && grep -q ready /mnt/agora/sandbox/ready', 5000)).toBe(0);
+    expect(await container.runCheckCommand!('exit 3', 5000)).toBe(3);
+    await expect(container.runCheckCommand!('sleep 5', 300)).rejects.toThrow(/did not finish within 300 ms/);
+    container.kill(0);
+    await waitFor(() => statuses.includes('KILLED'), 'KILLED');
+    await expect(container.runCheckCommand!('true', 1000)).rejects.toThrow(/not running/);
+    removeDir(sandbox);
+  });
+
   it('runs a read-only root filesystem when asked', async () => {
     const id = launch(dockerTask('touch /ro-test', {}, { readOnlyRootFilesystem: true }));
     const failed = await scheduler.waitForUpdate(id, 'FAILED');
