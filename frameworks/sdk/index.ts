@@ -67,3 +67,22 @@ export {
   type TaskState,
   type TaskStatus,
 } from '../../master/protocol/index.ts';
+export {
+  FileStore,
+  InvalidKeyError,
+  InvalidValueError,
+  MemoryStore,
+  openStore,
+  RedisStore,
+  StoreBrokenError,
+  StoreClosedError,
+  StoreLockedError,
+  StoreUrlError,
+  VersionConflictError,
+  type OpenStoreOptions,
+  type RedisStoreOptions,
+  type Store,
+  type StoreEntry,
+  type StoreWrite,
+  type WriteOptions,
+} from './store/index.ts';
