@@ -93,6 +93,8 @@ interface TaskRecord {
   killRequested?: boolean;
   /** Runs the task's health check while it is RUNNING. */
   health?: HealthChecker;
+  /** The agent has asked the container to end; its health no longer matters. */
+  killing?: boolean;
   /** Set when the health check asked for the kill: the terminal update's message, naming the last failure. */
   healthKill?: string;
   /** Resolved when the task reaches a terminal state (for stop({killTasks})). */
@@ -431,6 +433,7 @@ export class Agent {
     const gracePeriodMs = killPolicy?.gracePeriodMs ?? record.task.killPolicy?.gracePeriodMs ?? DEFAULT_GRACE_PERIOD_MS;
     this.log.info({ frameworkId: record.frameworkId, taskId: record.task.taskId, gracePeriodMs }, 'killing task');
     // A task being killed is no longer checked: a failure during its kill grace period is no news.
+    record.killing = true;
     record.health?.stop();
     if (record.container) record.container.kill(gracePeriodMs);
     else record.killRequested = true; // its sandbox is still being made; launch() sees this
@@ -504,7 +507,7 @@ export class Agent {
    */
   private startHealthCheck(record: TaskRecord): void {
     const check = record.task.healthCheck;
-    if (!check || record.health) return;
+    if (!check || record.health || record.killing) return;
     const resolved = resolveHealthCheck(record.task, check);
     if (!resolved.ok) {
       // Refused at launch; a task recovered from an older agent may still carry one.
