@@ -1,30 +1,30 @@
 /**
- * Placement constraints (Marathon's operators), evaluated purely: may this offer take one more
+ * PlacementTarget constraints (Marathon's operators), evaluated purely: may this offer take one more
  * instance of the app, given where its instances already are? Fields are `hostname` or an agent
  * attribute name; an agent lacking the attribute fails every operator except UNLIKE (Marathon).
  */
 import type { Constraint } from './app-definition.ts';
 
 /** Where something is or could be placed: an offer, or an instance's agent. */
-export interface Placement {
+export interface PlacementTarget {
   hostname: string;
   attributes: Readonly<Record<string, string>>;
 }
 
-export function fieldValue(target: Placement, field: string): string | undefined {
+export function fieldValue(target: PlacementTarget, field: string): string | undefined {
   return field === 'hostname' ? target.hostname : target.attributes[field];
 }
 
 /** The first constraint the offer would break with one more instance on it, or undefined if none. */
-export function unmetConstraint(constraints: readonly Constraint[], offer: Placement, placed: readonly Placement[]): Constraint | undefined {
+export function unmetConstraint(constraints: readonly Constraint[], offer: PlacementTarget, placed: readonly PlacementTarget[]): Constraint | undefined {
   return constraints.find((constraint) => !meets(constraint, offer, placed));
 }
 
-export function meetsConstraints(constraints: readonly Constraint[], offer: Placement, placed: readonly Placement[]): boolean {
+export function meetsConstraints(constraints: readonly Constraint[], offer: PlacementTarget, placed: readonly PlacementTarget[]): boolean {
   return unmetConstraint(constraints, offer, placed) === undefined;
 }
 
-function meets({ field, operator, value }: Constraint, offer: Placement, placed: readonly Placement[]): boolean {
+function meets({ field, operator, value }: Constraint, offer: PlacementTarget, placed: readonly PlacementTarget[]): boolean {
   const here = fieldValue(offer, field);
   if (operator === 'UNLIKE') return here === undefined || !fullMatch(value!, here);
   if (here === undefined) return false;
@@ -52,7 +52,7 @@ function meets({ field, operator, value }: Constraint, offer: Placement, placed:
  * more instances than the emptiest group. With an expected group count, groups not seen yet count
  * as empty, so the first instances wait for offers from new groups (Marathon's reading of the value).
  */
-function groupByAllows(field: string, expectedGroups: number | undefined, here: string, placed: readonly Placement[]): boolean {
+function groupByAllows(field: string, expectedGroups: number | undefined, here: string, placed: readonly PlacementTarget[]): boolean {
   const counts = new Map<string, number>();
   for (const p of placed) {
     const v = fieldValue(p, field);
@@ -63,7 +63,7 @@ function groupByAllows(field: string, expectedGroups: number | undefined, here: 
   return (counts.get(here) ?? 0) <= emptiest;
 }
 
-function countWith(placed: readonly Placement[], field: string, value: string): number {
+function countWith(placed: readonly PlacementTarget[], field: string, value: string): number {
   let n = 0;
   for (const p of placed) if (fieldValue(p, field) === value) n++;
   return n;
@@ -85,7 +85,7 @@ function fullMatch(pattern: string, value: string): boolean {
  * host runs the fewest instances of the app (the default spread; ties keep the candidates' order,
  * so a caller's own ranking — e.g. best resource fit — breaks them).
  */
-export function chooseOffer<T extends Placement>(constraints: readonly Constraint[], candidates: readonly T[], placed: readonly Placement[]): T | undefined {
+export function chooseOffer<T extends PlacementTarget>(constraints: readonly Constraint[], candidates: readonly T[], placed: readonly PlacementTarget[]): T | undefined {
   const perHost = new Map<string, number>();
   for (const p of placed) perHost.set(p.hostname, (perHost.get(p.hostname) ?? 0) + 1);
   let best: T | undefined;

@@ -1,9 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Constraint } from '../../frameworks/services/app-definition.ts';
-import { chooseOffer, meetsConstraints, unmetConstraint, type Placement } from '../../frameworks/services/constraints.ts';
+import { chooseOffer, meetsConstraints, unmetConstraint, type PlacementTarget } from '../../frameworks/services/constraints.ts';
 
-const at = (hostname: string, attributes: Record<string, string> = {}): Placement => ({ hostname, attributes });
+const at = (hostname: string, attributes: Record<string, string> = {}): PlacementTarget => ({ hostname, attributes });
 const c = (field: string, operator: Constraint['operator'], value?: string): Constraint => (value === undefined ? { field, operator } : { field, operator, value });
 
 describe('constraints', () => {
@@ -76,8 +76,8 @@ describe('constraint properties', () => {
   const zoneOf = (h: string): string => (h === 'h1' || h === 'h2' ? 'a' : h === 'h3' || h === 'h4' ? 'b' : 'c');
   const offerArb = fc.constantFrom(...hosts).map((h) => at(h, { zone: zoneOf(h) }));
   /** Greedy placement over rounds of random offers, as a scheduler does. */
-  function place(constraints: Constraint[], rounds: Placement[][], want: number): Placement[] {
-    const placed: Placement[] = [];
+  function place(constraints: Constraint[], rounds: PlacementTarget[][], want: number): PlacementTarget[] {
+    const placed: PlacementTarget[] = [];
     for (const offers of rounds) {
       if (placed.length >= want) break;
       const chosen = chooseOffer(constraints, offers, placed);

@@ -96,15 +96,17 @@ export class RedisStore implements Store {
   }
 
   async delete(key: string, options: WriteOptions = {}): Promise<boolean> {
-    this.#checkOpen();
-    checkKey(key);
-    // DEL's own answer would be simpler, but the compare-and-set has to run in the script.
-    const existed = (await this.#redis.exists(this.#entryKey(key))) === 1;
-    await this.commit([{ op: 'delete', key, ...options }]);
-    return existed;
+    const [removed] = await this.#commit([{ op: 'delete', key, ...options }]);
+    return removed === 1;
   }
 
   async commit(writes: readonly StoreWrite[]): Promise<number[]> {
+    const results = await this.#commit(writes);
+    return results.map((result, i) => (writes[i]!.op === 'delete' ? 0 : result));
+  }
+
+  /** Per write: a put's new version, or a delete's count of removed keys. */
+  async #commit(writes: readonly StoreWrite[]): Promise<number[]> {
     this.#checkOpen();
     const prepared = prepareWrites(writes);
     if (prepared.length === 0) return [];

@@ -6,7 +6,8 @@
 -- ARGV, per write i, three values: op ('put' | 'delete'), expected version ('' = any), JSON text ('' for a delete)
 -- ARGV[3n + 1 ..] the short keys (as stored in the index), one per write
 --
--- Returns {'ok', version1, version2, ...} (0 for a delete) or {'conflict', i, actualVersion}.
+-- Returns {'ok', result1, result2, ...} — a put's new version, a delete's count of removed keys (0 or 1) —
+-- or {'conflict', i, actualVersion}.
 local n = #KEYS - 1
 for i = 1, n do
   local expected = ARGV[(i - 1) * 3 + 2]
@@ -27,9 +28,8 @@ for i = 1, n do
     redis.call('ZADD', KEYS[1], 0, short)
     result[#result + 1] = version
   else
-    redis.call('DEL', KEYS[1 + i])
     redis.call('ZREM', KEYS[1], short)
-    result[#result + 1] = 0
+    result[#result + 1] = redis.call('DEL', KEYS[1 + i])
   end
 end
 return result
