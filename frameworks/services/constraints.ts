@@ -1,5 +1,5 @@
 /**
- * PlacementTarget constraints (Marathon's operators), evaluated purely: may this offer take one more
+ * Placement constraints (Marathon's operators), evaluated purely: may this offer take one more
  * instance of the app, given where its instances already are? Fields are `hostname` or an agent
  * attribute name; an agent lacking the attribute fails every operator except UNLIKE (Marathon).
  */
