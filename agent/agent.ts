@@ -170,7 +170,7 @@ export class Agent {
     if (this.started) throw new Error('agent already started');
     this.started = true;
     if (this.usesSandbox) mkdirSync(path.join(this.workDir, 'sandboxes'), { recursive: true });
-    const limits = (await this.containerizer.init?.()) ?? { enforced: false, detail: `the ${this.containerizer.name} containerizer does not enforce limits` };
+    const limits = (await this.containerizer.init?.({ workDir: this.workDir })) ?? { enforced: false, detail: `the ${this.containerizer.name} containerizer does not enforce limits` };
     this.log.info(
       { containerizer: this.containerizer.name, resources: formatResources(this.resources), limitsEnforced: limits.enforced, workDir: this.workDir },
       `agent starting: ${this.containerizer.name} containerizer, resources ${formatResources(this.resources)}`,
@@ -227,6 +227,7 @@ export class Agent {
     this.wake?.();
     this.connection?.close(CloseCode.GOING_AWAY, 'agent stopping');
     await this.loop;
+    await this.containerizer.close?.();
     this.log.info({ agentId: this.id }, 'agent stopped');
   }
 

@@ -65,6 +65,18 @@ export class Cgroups {
     return removed;
   }
 
+  /** Removes this agent's parent cgroups when no task cgroup is left in them (tasks may outlive a stopped agent). */
+  removeParentIfEmpty(): void {
+    this.sweepEmpty();
+    for (const parent of new Set([this.memoryParent, this.cpuParent])) {
+      try {
+        rmdirSync(parent);
+      } catch {
+        // still holds the cgroups of tasks that keep running
+      }
+    }
+  }
+
   get description(): string {
     return this.version === 1
       ? `cgroup v1: memory limit and cpu quota per task under ${this.memoryParent} and ${this.cpuParent}`
@@ -84,9 +96,13 @@ export class Cgroups {
         const missing = ['memory', 'cpu'].filter((c) => !controllers.includes(c));
         if (missing.length > 0) return `the cgroup v2 hierarchy at ${root} lacks the ${missing.join(' and ')} controller`;
         writeFileSync(path.join(root, 'cgroup.subtree_control'), '+memory +cpu');
-        const dir = path.join(root, parent);
-        mkdirSync(dir, { recursive: true });
-        writeFileSync(path.join(dir, 'cgroup.subtree_control'), '+memory +cpu');
+        // v2 hands controllers down one level at a time: enable them at every level of the parent.
+        let dir = root;
+        for (const level of parent.split('/').filter(Boolean)) {
+          dir = path.join(dir, level);
+          mkdirSync(dir, { recursive: true });
+          writeFileSync(path.join(dir, 'cgroup.subtree_control'), '+memory +cpu');
+        }
         return new Cgroups(2, dir, dir);
       }
       const memory = path.join(root, 'memory');

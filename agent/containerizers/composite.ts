@@ -5,7 +5,7 @@
  * with a message saying why (e.g. the Docker engine did not answer at start).
  */
 import { Reason } from '../../master/protocol/messages.ts';
-import type { Container, Containerizer, LaunchSpec, LimitsInfo, ReportStatus } from './containerizer.ts';
+import type { Container, Containerizer, LaunchSpec, LimitsInfo, ReportStatus, ContainerizerContext } from './containerizer.ts';
 
 export type ContainerizerKind = 'process' | 'docker';
 
@@ -29,12 +29,16 @@ export class CompositeContainerizer implements Containerizer {
     this.name = names.join('+');
   }
 
-  async init(): Promise<LimitsInfo> {
+  async close(): Promise<void> {
+    await Promise.all([this.parts.process?.close?.(), this.parts.docker?.close?.()]);
+  }
+
+  async init(context?: ContainerizerContext): Promise<LimitsInfo> {
     const results = await Promise.all(
       (['process', 'docker'] as const).map(async (kind) => {
         const part = this.parts[kind];
         if (!part) return undefined;
-        const limits = (await part.init?.()) ?? { enforced: false, detail: 'does not enforce limits' };
+        const limits = (await part.init?.(context)) ?? { enforced: false, detail: 'does not enforce limits' };
         return { kind, limits };
       }),
     );

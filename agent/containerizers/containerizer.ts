@@ -60,6 +60,11 @@ export interface Container {
   runCheckCommand?(command: string, timeoutMs: number): Promise<number>;
 }
 
+export interface ContainerizerContext {
+  /** The agent's work dir: what tells this agent's resources (cgroups, containers) from another's on the same host. */
+  workDir: string;
+}
+
 export interface LimitsInfo {
   enforced: boolean;
   /** How, or why not: "cgroup v1 memory+cpu under /sys/fs/cgroup/{memory,cpu}/agora". */
@@ -71,8 +76,10 @@ export interface Containerizer {
   readonly name: string;
   /** @default true. false: the agent makes no sandbox directories (a containerizer that runs nothing). */
   readonly usesSandbox?: boolean;
-  /** Called once before any launch or recover. */
-  init?(): Promise<LimitsInfo>;
+  /** Called once before any launch or recover, with the agent's context. */
+  init?(context?: ContainerizerContext): Promise<LimitsInfo>;
+  /** Called when the agent stops (its tasks may keep running): release what the containerizer holds. */
+  close?(): void | Promise<void>;
   /** Starts the task; never throws for task-level problems (reports FAILED with LAUNCH_FAILED instead). */
   launch(spec: LaunchSpec, report: ReportStatus): Container;
   /**

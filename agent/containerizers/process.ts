@@ -12,6 +12,7 @@
  * with its task.
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { closeSync, open, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,14 +20,17 @@ import { rangesOf, scalar } from '../../master/protocol/resources.ts';
 import { isTerminal as isTerminalState, Reason, type TaskInfo } from '../../master/protocol/messages.ts';
 import type { Readable } from 'node:stream';
 import { Cgroups, JOIN_FAILED_EXIT_CODE, joinCgroupScript, oomKilled, removeCgroup, type TaskCgroup } from './cgroups.ts';
-import type { Container, ContainerStatus, Containerizer, LaunchSpec, LimitsInfo, ReportStatus } from './containerizer.ts';
+import type { Container, ContainerStatus, Containerizer, LaunchSpec, LimitsInfo, ReportStatus, ContainerizerContext } from './containerizer.ts';
 
 export interface ProcessContainerizerOptions {
   /** 'auto': enforce limits with cgroups when possible. @default 'auto' */
   cgroups?: 'auto' | false;
   /** @default '/sys/fs/cgroup' */
   cgroupRoot?: string;
-  /** Parent cgroup name under each hierarchy. @default 'agora' */
+  /**
+   * Parent cgroup under each hierarchy. @default `agora/<a hash of the agent's work dir>`, so
+   * agents sharing a host never sweep or collide with each other's task cgroups.
+   */
   cgroupParent?: string;
   /** How often a re-adopted task (no longer our child after an agent restart) is checked for exit. @default 500 */
   recoverPollMs?: number;
@@ -106,14 +110,15 @@ export class ProcessContainerizer implements Containerizer {
     this.recoverPollMs = options.recoverPollMs ?? 500;
   }
 
-  async init(): Promise<LimitsInfo> {
+  async init(context?: ContainerizerContext): Promise<LimitsInfo> {
     if (this.initialised) return this.limits;
     this.initialised = true;
     if (this.options.cgroups === false) {
       this.limits = { enforced: false, detail: 'cgroups are disabled in the options' };
       return this.limits;
     }
-    const detected = Cgroups.detect(this.options.cgroupRoot, this.options.cgroupParent);
+    const parent = this.options.cgroupParent ?? (context ? `agora/${createHash('sha256').update(context.workDir).digest('hex').slice(0, 12)}` : 'agora');
+    const detected = Cgroups.detect(this.options.cgroupRoot, parent);
     if (typeof detected === 'string') {
       this.limits = { enforced: false, detail: detected };
     } else {
@@ -122,6 +127,10 @@ export class ProcessContainerizer implements Containerizer {
       this.limits = { enforced: true, detail: detected.description };
     }
     return this.limits;
+  }
+
+  close(): void {
+    this.cgroups?.removeParentIfEmpty();
   }
 
   launch(spec: LaunchSpec, report: ReportStatus): Container {

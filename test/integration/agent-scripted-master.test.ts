@@ -239,7 +239,8 @@ describe('Agent against a scripted master', () => {
     }
     master.send({ type: 'SHUTDOWN_FRAMEWORK', frameworkId: 'fw1' });
     await master.until(() => master.updates('a').some((s) => s.state === 'KILLED') && master.updates('b').some((s) => s.state === 'KILLED'), 'both fw1 tasks KILLED');
-    expect(master.updates('c').map((s) => s.state)).toEqual(['RUNNING']);
+    // Only RUNNING for the other framework's task (possibly resent, if the ack was slower than a retry).
+    expect(new Set(master.updates('c').map((s) => s.state))).toEqual(new Set(['RUNNING']));
   });
 
   it('kills its tasks on stop({killTasks}), even when a plain stop began first', async () => {

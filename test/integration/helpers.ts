@@ -58,12 +58,12 @@ export function startAgentProcess(masterWsUrl: string, workDir: string, extraArg
   return child;
 }
 
-export async function waitFor<T>(probe: () => T | undefined | false | Promise<T | undefined | false>, what: string, timeoutMs = 10_000): Promise<T> {
+export async function waitFor<T>(probe: () => T | undefined | false | Promise<T | undefined | false>, what: string | (() => string), timeoutMs = 10_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
     if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
@@ -188,7 +188,11 @@ export class TestScheduler {
   }
 
   waitForUpdate(taskId: string, state: string, timeoutMs = 10_000): Promise<TaskStatus> {
-    return waitFor(() => this.updates.find((u) => u.taskId === taskId && u.state === state), `task ${taskId} to be ${state} (seen: ${this.statesOf(taskId)})`, timeoutMs);
+    return waitFor(
+      () => this.updates.find((u) => u.taskId === taskId && u.state === state),
+      () => `task ${taskId} to be ${state} (seen: ${this.statesOf(taskId)}; offers received: ${this.offers.length}; errors: ${JSON.stringify(this.errors)}; driver: ${this.driver.state})`,
+      timeoutMs,
+    );
   }
 
   statesOf(taskId: string): string {
