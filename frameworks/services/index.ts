@@ -19,3 +19,4 @@ export * from './deployment.ts';
 export * from './instances.ts';
 export * from './parse-app-definition.ts';
 export * from './rolling-update.ts';
+export * from './service-api.ts';
