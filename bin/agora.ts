@@ -113,7 +113,7 @@ program
     const log = createLogger('up');
     const dir = resolve(flags.dir);
     mkdirSync(dir, { recursive: true });
-    const server = await runMaster({ port: flags.port }, log.child({ name: 'master' })).catch((e: Error) => fail(e.message));
+    const server = await runMaster({ port: flags.port }, createLogger('master')).catch((e: Error) => fail(e.message));
     const agent = await runAgent({
       master: server.wsUrl,
       workDir: join(dir, 'agent'),
@@ -121,7 +121,7 @@ program
       advertiseIp: flags.advertiseIp,
       dockerVolumes: flags.dockerVolumes,
       dockerRetention: flags.dockerRetention,
-      logger: log.child({ name: 'agent' }),
+      logger: createLogger('agent'),
       handleSignals: false,
     }).catch((e: Error) => fail(e.message));
     await agent.registered();
