@@ -3,7 +3,7 @@
  * agora — one CLI for the whole system: run a master or an agent, a dev cluster, and look at state.
  * Run it as `npx tsx bin/agora.ts …`, `npm run agora -- …`, or `agora …` after `npm link`.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { pino, type Logger } from 'pino';
@@ -11,6 +11,9 @@ import { runAgent } from '../agent/main.ts';
 import { runMaster } from '../master/main.ts';
 import type { MasterStateJson, TaskStateJson } from '../master/cluster/state-json.ts';
 import { formatResources, scalar, type Resources } from '../master/protocol/resources.ts';
+import { followDeployment, ServicesClient, ServicesHttpError, ServicesUnreachableError } from '../frameworks/services/http/client.ts';
+import { AppDefinitionError, parseAppDefinition } from '../frameworks/services/parse-app-definition.ts';
+import type { DeploymentView } from '../frameworks/services/service-api.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Output helpers
@@ -188,6 +191,182 @@ function renderState(state: MasterStateJson, all: boolean): string {
   }
   return `${out.join('\n')}\n`;
 }
+
+// ---------------------------------------------------------------------------------------------
+// agora app: the services framework's REST API from the command line
+
+const DEFAULT_SERVICES_API = process.env.AGORA_SERVICES_API ?? 'http://127.0.0.1:5051';
+
+interface AppFlags {
+  api: string;
+  json?: boolean;
+  wait?: boolean;
+  force?: boolean;
+  to?: string;
+}
+
+const app = program.command('app').description('deploy and manage long-running services (the services framework\'s API)');
+
+/** Adds the options every `agora app` command takes; `changes` adds --wait and --force. */
+function appCommand(spec: string, description: string, changes = false): Command {
+  const command = app.command(spec).description(description).option('--api <url>', 'the services API (env AGORA_SERVICES_API)', DEFAULT_SERVICES_API).option('--json', 'print JSON');
+  if (changes) {
+    command.option('--wait', 'follow the deployment to its end; exit non-zero if it fails or reverts').option('--force', 'take over from a deployment of the app in progress (it stops without revert)');
+  }
+  return command;
+}
+
+function servicesClient(flags: AppFlags): ServicesClient {
+  return new ServicesClient(httpUrl(flags.api));
+}
+
+/** Runs an `agora app` action, turning the errors a person can fix into one clear message. */
+function appAction<A extends unknown[]>(action: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await action(...args);
+    } catch (error) {
+      if (error instanceof ServicesUnreachableError) {
+        fail(`${error.message}; is it running? \`agora up\` starts one on 127.0.0.1:5051, or pass --api URL (or set AGORA_SERVICES_API)`);
+      }
+      if (error instanceof ServicesHttpError) {
+        fail([error.message, ...error.problems.map((p) => `  ${p.field ? `${p.field}: ` : ''}${p.message}`)].join('\n'));
+      }
+      if (error instanceof AppDefinitionError) fail(error.message);
+      throw error;
+    }
+  };
+}
+
+function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+function progressLine(d: DeploymentView): string {
+  const p = d.progress;
+  const old = d.from ? ` · old killed ${p.oldKilled}/${p.oldKilled + p.oldRunning}` : '';
+  // `waiting` (why nothing launches yet, e.g. a dependency) is newer than some schedulers.
+  const waiting = 'waiting' in d && typeof d.waiting === 'string' ? ` (${d.waiting})` : '';
+  return `${d.state.padEnd(9)} new started ${p.newStarted}/${p.target} · healthy ${p.newHealthy}/${p.target} · ready ${p.newReady}/${p.target}${old}${waiting}`;
+}
+
+/** Prints the deployment just started; with --wait follows it and sets the exit code from its end. */
+async function reportDeployment(client: ServicesClient, flags: AppFlags, deployment: DeploymentView, what: string): Promise<void> {
+  if (!flags.wait) {
+    if (flags.json) printJson(deployment);
+    else process.stdout.write(`${what}: deployment ${deployment.id} to version ${deployment.to.version} (${deployment.to.instances} instances); follow it with --wait\n`);
+    return;
+  }
+  if (!flags.json) process.stdout.write(`${what}: deployment ${deployment.id} to version ${deployment.to.version} (${deployment.to.instances} instances)\n`);
+  const outcome = await followDeployment(client, deployment, (d) => {
+    if (!flags.json) process.stdout.write(`  ${progressLine(d)}\n`);
+  });
+  if (flags.json) printJson(outcome);
+  if (outcome.ok) {
+    if (!flags.json) process.stdout.write(`deployed ${deployment.appId} version ${deployment.to.version}: ${deployment.to.instances} instance(s) healthy\n`);
+    return;
+  }
+  const revert = outcome.revert ? `; reverting to version ${outcome.revert.to.version} (deployment ${outcome.revert.id})` : '';
+  process.stderr.write(`agora: deployment ${deployment.id} of ${deployment.appId} failed: ${outcome.reason}${revert}\n`);
+  process.exitCode = 1;
+}
+
+appCommand('deploy <file>', 'create or update an app from a YAML or JSON definition', true).action(
+  appAction(async (file: string, flags: AppFlags) => {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      fail(`cannot read ${file}: ${(error as Error).message}`);
+    }
+    const definition = parseAppDefinition(text, /\.json$/i.test(file) ? 'json' : undefined, file);
+    const client = servicesClient(flags);
+    const deployment = await client.putApp(definition.id, definition, { force: Boolean(flags.force) });
+    await reportDeployment(client, flags, deployment, `deploying ${definition.id}`);
+  }),
+);
+
+appCommand('list', 'list apps: instances, health, version, deployment in progress').action(
+  appAction(async (flags: AppFlags) => {
+    const apps = await servicesClient(flags).listApps();
+    if (flags.json) return printJson(apps);
+    const rows = apps.map((s) => [
+      s.app.id,
+      `${s.tasks.filter((t) => t.state === 'RUNNING').length}/${s.app.instances}`,
+      String(s.tasks.filter((t) => t.healthy === true).length),
+      s.version,
+      s.deployment ? `${s.deployment.id} (${s.deployment.state})` : '-',
+      s.app.servicePort === undefined ? '-' : String(s.app.servicePort),
+    ]);
+    process.stdout.write(`${table(['ID', 'RUNNING', 'HEALTHY', 'VERSION', 'DEPLOYMENT', 'SERVICE PORT'], rows)}\n`);
+  }),
+);
+
+appCommand('status <id>', 'show an app: its version, deployment and tasks').action(
+  appAction(async (id: string, flags: AppFlags) => {
+    const status = await servicesClient(flags).getApp(id);
+    if (!status) fail(`no app ${id}; \`agora app list\` shows the apps`);
+    if (flags.json) return printJson(status);
+    const out = [`APP ${status.app.id}  version ${status.version}  instances ${status.app.instances}${status.app.servicePort === undefined ? '' : `  service port ${status.app.servicePort}`}`];
+    out.push(status.deployment ? `DEPLOYMENT ${status.deployment.id}  ${progressLine(status.deployment)}` : 'DEPLOYMENT none in progress');
+    out.push('', `TASKS (${status.tasks.length})`);
+    out.push(
+      table(
+        ['TASK', 'VERSION', 'STATE', 'HEALTH', 'HOST', 'PORTS'],
+        status.tasks.map((t) => [t.taskId, t.version, t.state, t.healthy === undefined ? '-' : t.healthy ? 'healthy' : 'unhealthy', t.host, t.ports.join(',') || '-']),
+      ),
+    );
+    process.stdout.write(`${out.join('\n')}\n`);
+  }),
+);
+
+appCommand('scale <id> <instances>', 'change the number of instances', true).action(
+  appAction(async (id: string, instances: string, flags: AppFlags) => {
+    if (!/^\d+$/.test(instances)) fail(`instances must be a whole number, 0 or more (got ${instances})`);
+    const client = servicesClient(flags);
+    await reportDeployment(client, flags, await client.scale(id, Number(instances), { force: Boolean(flags.force) }), `scaling ${id} to ${instances}`);
+  }),
+);
+
+appCommand('restart <id>', 'replace every instance with a fresh one, rolling', true).action(
+  appAction(async (id: string, flags: AppFlags) => {
+    const client = servicesClient(flags);
+    await reportDeployment(client, flags, await client.restart(id, { force: Boolean(flags.force) }), `restarting ${id}`);
+  }),
+);
+
+appCommand('rollback <id>', 'deploy an earlier version again (the previous one unless --to)', true)
+  .option('--to <version>', 'the version to go back to (see `agora app versions ID`)')
+  .action(
+    appAction(async (id: string, flags: AppFlags) => {
+      const client = servicesClient(flags);
+      await reportDeployment(client, flags, await client.rollback(id, flags.to, { force: Boolean(flags.force) }), `rolling ${id} back`);
+    }),
+  );
+
+appCommand('rm <id>', 'stop every instance and delete the app', true).action(
+  appAction(async (id: string, flags: AppFlags) => {
+    const client = servicesClient(flags);
+    await reportDeployment(client, flags, await client.deleteApp(id, { force: Boolean(flags.force) }), `removing ${id}`);
+  }),
+);
+
+appCommand('versions <id>', 'list an app\'s versions, newest last').action(
+  appAction(async (id: string, flags: AppFlags) => {
+    const versions = await servicesClient(flags).versions(id);
+    if (flags.json) return printJson(versions);
+    const rows = versions.map((v) => [v.version, new Date(v.createdAtMs).toISOString(), String(v.app.instances), v.app.cmd ?? v.app.args?.join(' ') ?? '-']);
+    process.stdout.write(`${table(['VERSION', 'CREATED', 'INSTANCES', 'COMMAND'], rows)}\n`);
+  }),
+);
+
+appCommand('endpoints <id>', 'host:port of the app\'s healthy, ready instances').action(
+  appAction(async (id: string, flags: AppFlags) => {
+    const endpoints = await servicesClient(flags).endpoints(id);
+    if (flags.json) return printJson(endpoints);
+    process.stdout.write(`${table(['TASK', 'ADDRESS', 'PORTS'], endpoints.map((e) => [e.taskId, `${e.host}:${e.port}`, e.ports.join(',')]))}\n`);
+  }),
+);
 
 function onShutdown(log: Logger, stop: () => Promise<unknown>): void {
   let stopping = false;

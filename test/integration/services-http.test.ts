@@ -370,7 +370,7 @@ describe('services HTTP API (against a stand-in for the scheduler)', () => {
 
   it('lists tasks, filtered by app', async () => {
     const task = (appId: string, taskId: string): ServiceTask => ({
-      taskId, instanceId: taskId, appId, version: 'v1', state: 'TASK_RUNNING' as ServiceTask['state'], healthy: true, ready: true, agentId: 'a1', host: '127.0.0.1', ports: [31000], startedAtMs: 1,
+      taskId, instanceId: taskId, appId, version: 'v1', state: 'RUNNING', healthy: true, ready: true, agentId: 'a1', host: '127.0.0.1', ports: [31000], startedAtMs: 1,
     });
     api.taskList = [task('/shop/web', 't1'), task('/shop/api', 't2')];
     expect((await call(http.url, 'GET', '/v1/tasks')).body.tasks).toHaveLength(2);

@@ -1,0 +1,188 @@
+/**
+ * A typed client for the services REST API (what `agora app …` uses), and `followDeployment`, which
+ * watches one deployment to its end. Errors carry the server's message and per-field problems so a
+ * CLI can print them as they are.
+ */
+import type { FieldProblem } from '../parse-app-definition.ts';
+import type { AppStatus, AppVersion, DeploymentView, Endpoint, ServiceTask } from '../service-api.ts';
+
+/** The API answered with an error status. */
+export class ServicesHttpError extends Error {
+  override name = 'ServicesHttpError';
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly problems: readonly FieldProblem[] = [],
+  ) {
+    super(message);
+  }
+}
+
+/** Nothing answered at the address (not started, wrong port, firewall). */
+export class ServicesUnreachableError extends Error {
+  override name = 'ServicesUnreachableError';
+  constructor(
+    readonly url: string,
+    options: { cause: unknown },
+  ) {
+    const cause = options.cause as { cause?: { code?: string; message?: string }; message?: string } | undefined;
+    super(`cannot reach the services API at ${url} (${cause?.cause?.code ?? cause?.cause?.message ?? cause?.message ?? 'no answer'})`, options);
+  }
+}
+
+type Force = { force?: boolean };
+
+export class ServicesClient {
+  readonly baseUrl: string;
+  private readonly timeoutMs: number;
+
+  constructor(baseUrl: string, options: { timeoutMs?: number } = {}) {
+    this.baseUrl = baseUrl.replace(/\/+$/, '');
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+  }
+
+  async listApps(): Promise<AppStatus[]> {
+    return (await this.call<{ apps: AppStatus[] }>('GET', '/v1/apps')).apps;
+  }
+  async getApp(appId: string): Promise<AppStatus | undefined> {
+    return this.orUndefined(() => this.call<AppStatus>('GET', `/v1/apps${appPath(appId)}`));
+  }
+  /** Creates or updates: the body is validated by the server (422 with problems). */
+  putApp(appId: string, app: unknown, options: Force = {}): Promise<DeploymentView> {
+    return this.call('PUT', `/v1/apps${appPath(appId)}${forceQuery(options)}`, app);
+  }
+  deleteApp(appId: string, options: Force = {}): Promise<DeploymentView> {
+    return this.call('DELETE', `/v1/apps${appPath(appId)}${forceQuery(options)}`);
+  }
+  scale(appId: string, instances: number, options: Force = {}): Promise<DeploymentView> {
+    return this.call('POST', `/v1/apps${appPath(appId)}/scale${forceQuery(options)}`, { instances });
+  }
+  restart(appId: string, options: Force = {}): Promise<DeploymentView> {
+    return this.call('POST', `/v1/apps${appPath(appId)}/restart${forceQuery(options)}`);
+  }
+  rollback(appId: string, toVersion?: string, options: Force = {}): Promise<DeploymentView> {
+    return this.call('POST', `/v1/apps${appPath(appId)}/rollback${forceQuery(options)}`, toVersion === undefined ? undefined : { version: toVersion });
+  }
+  async versions(appId: string): Promise<AppVersion[]> {
+    return (await this.call<{ versions: AppVersion[] }>('GET', `/v1/apps${appPath(appId)}/versions`)).versions;
+  }
+  async listDeployments(): Promise<DeploymentView[]> {
+    return (await this.call<{ deployments: DeploymentView[] }>('GET', '/v1/deployments')).deployments;
+  }
+  getDeployment(deploymentId: string): Promise<DeploymentView | undefined> {
+    return this.orUndefined(() => this.call<DeploymentView>('GET', `/v1/deployments/${encodeURIComponent(deploymentId)}`));
+  }
+  async cancelDeployment(deploymentId: string, options: Force = {}): Promise<void> {
+    await this.call('DELETE', `/v1/deployments/${encodeURIComponent(deploymentId)}${forceQuery(options)}`);
+  }
+  async tasks(appId?: string): Promise<ServiceTask[]> {
+    return (await this.call<{ tasks: ServiceTask[] }>('GET', `/v1/tasks${appId ? `?app=${encodeURIComponent(appId)}` : ''}`)).tasks;
+  }
+  async endpoints(appId: string): Promise<Endpoint[]> {
+    return (await this.call<{ endpoints: Endpoint[] }>('GET', `/v1/apps${appPath(appId)}/endpoints`)).endpoints;
+  }
+
+  private async orUndefined<T>(get: () => Promise<T>): Promise<T | undefined> {
+    try {
+      return await get();
+    } catch (error) {
+      if (error instanceof ServicesHttpError && error.status === 404) return undefined;
+      throw error;
+    }
+  }
+
+  private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const url = `${this.baseUrl}${path}`;
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method,
+        signal: AbortSignal.timeout(this.timeoutMs),
+        ...(body !== undefined && { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+      });
+    } catch (error) {
+      throw new ServicesUnreachableError(this.baseUrl, { cause: error });
+    }
+    const text = await res.text();
+    let parsed: unknown;
+    try {
+      parsed = text === '' ? undefined : JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    if (!res.ok) {
+      const fields = (parsed ?? {}) as { error?: unknown; problems?: unknown };
+      const message = typeof fields.error === 'string' ? fields.error : `${method} ${path} answered HTTP ${res.status}: ${text.slice(0, 200)}`;
+      throw new ServicesHttpError(res.status, message, Array.isArray(fields.problems) ? (fields.problems as FieldProblem[]) : []);
+    }
+    return parsed as T;
+  }
+}
+
+export type DeploymentOutcome =
+  | { ok: true; deployment: DeploymentView }
+  | { ok: false; reason: string; deployment: DeploymentView; revert?: DeploymentView };
+
+/**
+ * Polls a deployment until it ends, calling `onProgress` whenever its state or progress changes.
+ * A failed deployment's outcome names the revert that replaced it, if one started.
+ */
+export async function followDeployment(
+  client: ServicesClient,
+  started: DeploymentView,
+  onProgress: (deployment: DeploymentView) => void,
+  options: { pollMs?: number; signal?: AbortSignal } = {},
+): Promise<DeploymentOutcome> {
+  const pollMs = options.pollMs ?? 500;
+  let last = started;
+  let lastKey = '';
+  for (;;) {
+    options.signal?.throwIfAborted();
+    const current = await client.getDeployment(started.id);
+    if (current) {
+      last = current;
+      const key = JSON.stringify([current.state, current.progress]);
+      if (key !== lastKey) {
+        lastKey = key;
+        onProgress(current);
+      }
+      if (current.state === 'succeeded') return { ok: true, deployment: current };
+      if (current.state === 'failed') {
+        const revert = (await client.listDeployments()).find((d) => d.revertOf === current.id);
+        return { ok: false, reason: current.reason ?? 'the deployment failed', deployment: current, ...(revert && { revert }) };
+      }
+    } else {
+      return outcomeOfVanished(client, last);
+    }
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+}
+
+/** The scheduler no longer knows the deployment (history trimmed, cancelled): judge by the app. */
+async function outcomeOfVanished(client: ServicesClient, last: DeploymentView): Promise<DeploymentOutcome> {
+  const revert = (await client.listDeployments()).find((d) => d.revertOf === last.id);
+  if (revert) return { ok: false, reason: last.reason ?? 'the deployment failed', deployment: last, revert };
+  const status = await client.getApp(last.appId);
+  if (!status) {
+    return last.to.instances === 0
+      ? { ok: true, deployment: { ...last, state: 'succeeded' } }
+      : { ok: false, reason: `the app ${last.appId} was deleted while deploying`, deployment: last };
+  }
+  if (status.version === last.to.version && status.app.instances === last.to.instances && !status.deployment) {
+    return { ok: true, deployment: { ...last, state: 'succeeded' } };
+  }
+  return {
+    ok: false,
+    reason: `deployment ${last.id} was cancelled or replaced; ${last.appId} is at version ${status.version}${status.deployment ? `, now deploying ${status.deployment.id}` : ''}`,
+    deployment: last,
+  };
+}
+
+function appPath(appId: string): string {
+  const id = appId.startsWith('/') ? appId : `/${appId}`;
+  return id.split('/').map(encodeURIComponent).join('/');
+}
+
+function forceQuery(options: Force): string {
+  return options.force ? '?force=true' : '';
+}
