@@ -28,6 +28,8 @@ export class SseStream {
     this.heartbeat = setInterval(() => this.write(': heartbeat\n\n'), heartbeatMs);
     this.heartbeat.unref();
     res.on('close', () => this.close());
+    // The client may have gone while the stream's first data was being read: 'close' has fired already.
+    if (res.destroyed || res.socket === null || res.socket.destroyed) this.close();
   }
 
   get isClosed(): boolean {
