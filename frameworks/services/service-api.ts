@@ -24,6 +24,8 @@ export interface ServiceTask {
 
 export interface DeploymentView extends Deployment {
   progress: DeploymentProgress;
+  /** Why a running deployment launches nothing yet, e.g. `waiting for dependency /db: 0 of 1 instances healthy and ready`. */
+  waiting?: string;
 }
 
 export interface AppStatus {

@@ -1,0 +1,113 @@
+/**
+ * A services framework on a real master and real agents (process containerizer) for the
+ * services-scheduler tests, and a tiny HTTP server app whose behaviour its environment picks.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Agent, AgentOptions } from '../../agent/agent.ts';
+import type { MasterServer } from '../../master/http/server.ts';
+import type { TaskStateJson } from '../../master/cluster/state-json.ts';
+import { startServicesFramework, type ServicesFramework, type ServicesFrameworkOptions } from '../../frameworks/services/main.ts';
+import type { AppDefinitionInput, ServicesEvent } from '../../frameworks/services/index.ts';
+import { quiet, removeDir, startAgent, startMaster, tempDir } from './helpers.ts';
+
+/**
+ * `node server.mjs`: serves on $PORT0 after $LISTEN_AFTER_MS; answers 503 on /health when SICK=1,
+ * otherwise 200 with its version. Exits on SIGTERM at once.
+ */
+const SERVER = `
+import http from 'node:http';
+const sick = process.env.SICK === '1';
+const server = http.createServer((req, res) => {
+  res.writeHead(sick && req.url === '/health' ? 503 : 200);
+  res.end(process.env.AGORA_APP_VERSION ?? '');
+});
+setTimeout(() => server.listen(Number(process.env.PORT0), '127.0.0.1'), Number(process.env.LISTEN_AFTER_MS ?? 0));
+process.on('SIGTERM', () => process.exit(0));
+`;
+
+const scratch = tempDir('agora-services-');
+export const serverScript = join(scratch, 'server.mjs');
+writeFileSync(serverScript, SERVER);
+
+/** An HTTP app with a fast HTTP health check on its one dynamic port. */
+export function webApp(id: string, extra: Partial<AppDefinitionInput> = {}): AppDefinitionInput {
+  return {
+    id,
+    instances: 1,
+    cmd: `exec "${process.execPath}" "${serverScript}"`,
+    cpus: 0.1,
+    mem: 64,
+    ports: [{ port: 0, name: 'http' }],
+    healthChecks: [{ protocol: 'HTTP', path: '/health', gracePeriodSeconds: 20, intervalSeconds: 0.1, timeoutSeconds: 2, delaySeconds: 0, maxConsecutiveFailures: 3 }],
+    killGracePeriodSeconds: 0.5,
+    backoff: { seconds: 0.1, factor: 1.5, maxLaunchDelaySeconds: 2 },
+    ...extra,
+  };
+}
+
+/** A port range unlikely to meet another test file's (two run at once). */
+export function portRange(size = 60): [number, number] {
+  const begin = 32000 + Math.floor(Math.random() * 500) * 60;
+  return [begin, begin + size - 1];
+}
+
+export class ServicesCluster {
+  readonly agents: Agent[] = [];
+  readonly events: ServicesEvent[] = [];
+  framework: ServicesFramework | undefined;
+  private readonly dirs: string[] = [];
+
+  private constructor(readonly master: MasterServer) {}
+
+  static async start(): Promise<ServicesCluster> {
+    return new ServicesCluster(await startMaster());
+  }
+
+  async addAgent(options: Partial<AgentOptions> = {}): Promise<Agent> {
+    const workDir = options.workDir ?? tempDir('agora-agent-');
+    this.dirs.push(workDir);
+    const agent = await startAgent(this.master, {
+      workDir,
+      hostname: '127.0.0.1',
+      resources: { cpus: 4, mem: 4096, disk: 1000, ports: [portRange()] },
+      ...options,
+    });
+    this.agents.push(agent);
+    return agent;
+  }
+
+  async startFramework(options: Partial<ServicesFrameworkOptions> = {}): Promise<ServicesFramework> {
+    const framework = await startServicesFramework({
+      master: this.master.wsUrl,
+      store: 'memory:',
+      logger: quiet,
+      ...options,
+      scheduler: { reconnect: { initialMs: 50, maxMs: 500 }, reconcileTimeoutMs: 3000, ...options.scheduler },
+    });
+    framework.api.subscribe((event) => this.events.push(event));
+    this.framework = framework;
+    return framework;
+  }
+
+  get api(): ServicesFramework['api'] {
+    if (!this.framework) throw new Error('no services framework started');
+    return this.framework.api;
+  }
+
+  /** Every task of the framework the master has seen, live and completed. */
+  masterTasks(frameworkId = this.framework?.frameworkId): { live: TaskStateJson[]; completed: TaskStateJson[] } {
+    const state = this.master.master.state();
+    return {
+      live: state.tasks.filter((t) => t.frameworkId === frameworkId),
+      completed: state.completedTasks.filter((t) => t.frameworkId === frameworkId),
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.framework?.close().catch(() => undefined);
+    for (const agent of this.agents) await agent.stop({ killTasks: true }).catch(() => undefined);
+    await this.master.close().catch(() => undefined);
+    for (const dir of this.dirs) removeDir(dir);
+  }
+}
