@@ -1,0 +1,223 @@
+/**
+ * The services framework end to end, with nothing faked: a master and an agent on loopback, the
+ * real services scheduler, its HTTP API and the service-port proxy. Apps are deployed through HTTP
+ * and through the CLI in its own process; their endpoints are read back and reached through the
+ * service port.
+ */
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Agent } from '../../agent/agent.ts';
+import type { MasterServer } from '../../master/http/server.ts';
+import { startServicesHttp, type ServicesHttp } from '../../frameworks/services/http/server.ts';
+import { startServicesFramework, type ServicesFramework } from '../../frameworks/services/main.ts';
+import { ServicePortProxy } from '../../frameworks/services/proxy.ts';
+import type { DeploymentView, Endpoint } from '../../frameworks/services/service-api.ts';
+import { quiet, removeDir, startAgent, startMaster, tempDir, waitFor } from './helpers.ts';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** An HTTP app that answers with its version and pid, and a fast health check on the same port. */
+function webApp(id: string, servicePort: number, greeting: string) {
+  const server = `require('http').createServer((q,s)=>s.end(process.env.GREETING+' '+process.pid)).listen(+process.env.PORT_HTTP,'127.0.0.1')`;
+  return {
+    id,
+    instances: 2,
+    cmd: `exec ${JSON.stringify(process.execPath)} -e "${server}"`,
+    cpus: 0.1,
+    mem: 128,
+    env: { GREETING: greeting },
+    ports: [{ port: 0, name: 'http' }],
+    servicePort,
+    healthChecks: [{ protocol: 'HTTP', path: '/', portName: 'http', gracePeriodSeconds: 10, intervalSeconds: 0.2, timeoutSeconds: 2, delaySeconds: 0, maxConsecutiveFailures: 3 }],
+    upgradeStrategy: { minimumHealthCapacity: 0.5, maximumOverCapacity: 0.5, progressDeadlineSeconds: 30 },
+    killGracePeriodSeconds: 1,
+  };
+}
+
+async function json(url: string, method = 'GET', body?: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(url, { method, ...(body !== undefined && { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }) });
+  return { status: res.status, body: await res.json() };
+}
+
+/** GET through the service port; undefined when the proxy closed the connection. */
+function viaServicePort(port: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve(text));
+      res.on('error', () => resolve(undefined));
+    });
+    req.on('error', () => resolve(undefined));
+    req.end();
+  });
+}
+
+/** Reads a server-sent stream of `endpoints` events into the endpoint lists they carry. */
+function endpointStream(url: string) {
+  const lists: Endpoint[][] = [];
+  let buffer = '';
+  const req = request(url, (res) => {
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => {
+      buffer += chunk;
+      let at: number;
+      while ((at = buffer.indexOf('\n\n')) >= 0) {
+        const data = buffer.slice(0, at).split('\n').find((line) => line.startsWith('data: '));
+        buffer = buffer.slice(at + 2);
+        if (data) lists.push((JSON.parse(data.slice(6)) as { endpoints: Endpoint[] }).endpoints);
+      }
+    });
+  });
+  req.on('error', () => {});
+  req.end();
+  return { lists, close: () => req.destroy() };
+}
+
+function agora(args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bin/agora.ts'), ...args], { cwd: ROOT, env: { ...process.env, AGORA_LOG_LEVEL: 'warn' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`agora ${args.join(' ')} did not exit within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+    }, timeoutMs);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('services framework end to end: HTTP API, CLI and service port over a real cluster', () => {
+  let master: MasterServer;
+  let agent: Agent;
+  let services: ServicesFramework;
+  let http: ServicesHttp;
+  let proxy: ServicePortProxy;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = tempDir('agora-services-e2e-');
+    master = await startMaster();
+    agent = await startAgent(master, { hostname: '127.0.0.1' });
+    services = await startServicesFramework({ master: master.wsUrl, store: 'memory:', logger: quiet, scheduler: { declineRefuseSeconds: 1 } });
+    http = await startServicesHttp({ api: services.api, port: 0 });
+    proxy = new ServicePortProxy({ api: services.api, pollIntervalMs: 500 });
+    await proxy.start();
+  });
+  afterAll(async () => {
+    await proxy?.close();
+    await http?.close();
+    await services?.close();
+    await agent?.stop({ killTasks: true });
+    await master?.close();
+    removeDir(dir);
+  });
+
+  it('deploys through HTTP, lists healthy endpoints, and serves through the service port', async () => {
+    const servicePort = await freePort();
+    const created = await json(`${http.url}/v1/apps`, 'POST', webApp('/e2e/web', servicePort, 'hello'));
+    expect(created.status).toBe(201);
+    const deployment = created.body as DeploymentView;
+
+    let last: unknown;
+    await waitFor(
+      async () => {
+        last = (await json(`${http.url}/v1/deployments/${deployment.id}`)).body;
+        return (last as DeploymentView).state === 'succeeded';
+      },
+      () => `deployment ${deployment.id} to succeed; last seen ${JSON.stringify(last)}`,
+      30_000,
+    );
+    const endpoints = (await json(`${http.url}/v1/apps/e2e/web/endpoints`)).body.endpoints as Endpoint[];
+    expect(endpoints).toHaveLength(2);
+    for (const e of endpoints) expect(e.host).toBe('127.0.0.1');
+
+    await waitFor(() => proxy.status().find((l) => l.appId === '/e2e/web')?.endpoints.length === 2, 'the proxy to see both endpoints', 10_000);
+    const answers = new Set<string>();
+    for (let i = 0; i < 4; i++) answers.add((await viaServicePort(servicePort)) ?? 'closed');
+    expect([...answers].every((a) => a.startsWith('hello '))).toBe(true);
+    expect(answers.size).toBe(2); // round-robin reached both instances
+  });
+
+  it('rolls out a new version with `agora app deploy --wait`, and the service port serves it', async () => {
+    const servicePort = (await services.api.getApp('/e2e/web'))!.app.servicePort!;
+    const file = join(dir, 'web-v2.json');
+    writeFileSync(file, JSON.stringify(webApp('/e2e/web', servicePort, 'bonjour')));
+    const before = new Set((await services.api.endpoints('/e2e/web')).map((e) => e.taskId));
+    const stream = endpointStream(`${http.url}/v1/apps/e2e/web/endpoints/events`);
+    await waitFor(() => stream.lists.length > 0, 'the endpoint stream to send the current endpoints');
+    const run = await agora(['app', 'deploy', file, '--wait', '--api', http.url]);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/new started \d\/2 · healthy \d\/2/);
+    expect(run.stdout).toMatch(/deployed \/e2e\/web version \S+: 2 instance\(s\) healthy/);
+
+    const listed = await agora(['app', 'endpoints', '/e2e/web', '--json', '--api', http.url]);
+    expect(listed.code).toBe(0);
+    expect(JSON.parse(listed.stdout) as Endpoint[]).toHaveLength(2);
+
+    // The stream told of the change: some list holds only new instances.
+    await waitFor(() => stream.lists.some((list) => list.length > 0 && list.every((e) => !before.has(e.taskId))), 'an endpoints event with the new instances');
+    stream.close();
+    await waitFor(async () => (await viaServicePort(servicePort))?.startsWith('bonjour '), 'the service port to serve the new version', 10_000);
+    for (let i = 0; i < 4; i++) expect(await viaServicePort(servicePort)).toMatch(/^bonjour /);
+  });
+
+  it('exits non-zero when a version never gets healthy, reverts, and the old version serves throughout', async () => {
+    const servicePort = (await services.api.getApp('/e2e/web'))!.app.servicePort!;
+    const broken = {
+      ...webApp('/e2e/web', servicePort, 'broken'),
+      cmd: 'exec sleep 1000', // listens on nothing: its health check never passes
+      upgradeStrategy: { minimumHealthCapacity: 1, maximumOverCapacity: 1, progressDeadlineSeconds: 2, autoRevert: true },
+    };
+    const file = join(dir, 'web-broken.json');
+    writeFileSync(file, JSON.stringify(broken));
+
+    const answers: Array<string | undefined> = [];
+    let deploying = true;
+    const traffic = (async () => {
+      while (deploying) {
+        answers.push(await viaServicePort(servicePort));
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    })();
+    const run = await agora(['app', 'deploy', file, '--wait', '--api', http.url]);
+    deploying = false;
+    await traffic;
+
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/deployment \S+ of \/e2e\/web failed: .+; reverting to version \S+ \(deployment \S+\)/);
+    expect(answers.length).toBeGreaterThan(0);
+    expect(answers.filter((a) => !a?.startsWith('bonjour '))).toEqual([]);
+    await waitFor(async () => (await services.api.getApp('/e2e/web'))?.deployment === undefined, 'the revert to finish', 20_000);
+  });
+
+  it('shows the app in `agora app list` and removes it with `agora app rm --wait`, closing its service port', async () => {
+    const servicePort = (await services.api.getApp('/e2e/web'))!.app.servicePort!;
+    const list = await agora(['app', 'list', '--api', http.url]);
+    expect(list.stdout).toMatch(/\/e2e\/web\s+2\/2\s+2\s+/);
+    const rm = await agora(['app', 'rm', '/e2e/web', '--wait', '--api', http.url]);
+    expect(rm.code).toBe(0);
+    await waitFor(async () => (await json(`${http.url}/v1/apps/e2e/web`)).status === 404, 'the app to be gone', 15_000);
+    await waitFor(() => !proxy.status().some((l) => l.appId === '/e2e/web'), 'the service port to close', 10_000);
+    expect(await viaServicePort(servicePort)).toBeUndefined();
+  });
+});
