@@ -776,7 +776,6 @@ export class ServicesScheduler implements ServicesApi {
    */
   private discoveryEnvironment(app: AppDefinition, instanceId: string, hostname: string): Record<string, string> {
     const env: Record<string, string> = { AGORA_INSTANCE_ID: instanceId, AGORA_HOST: hostname };
-    if (this.frameworkId !== undefined) env.AGORA_FRAMEWORK_ID = this.frameworkId;
     if (this.options.apiUrl !== undefined) env.AGORA_SERVICES_API = this.options.apiUrl;
     for (const dependencyId of app.dependencies) {
       const endpoints = this.endpointsOf(dependencyId);

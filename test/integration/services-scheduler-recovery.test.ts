@@ -6,7 +6,10 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { validateAppDefinition, type AppDefinitionInput, type DeploymentView, type ServicesApi } from '../../frameworks/services/index.ts';
-import { removeDir, tempDir, waitFor } from './helpers.ts';
+import { MemoryStore } from '../../frameworks/sdk/index.ts';
+import { ServicesScheduler } from '../../frameworks/services/scheduler.ts';
+import { putApp, putInstance, putVersion } from '../../frameworks/services/services-store.ts';
+import { quiet, removeDir, tempDir, waitFor } from './helpers.ts';
 import { ServicesCluster, webApp } from './services-scheduler-cluster.ts';
 
 const clusters: ServicesCluster[] = [];
@@ -116,6 +119,34 @@ describe('services scheduler recovery', () => {
       await c.framework?.close();
       c.framework = undefined;
       removeDir(storeDir);
+    }
+  });
+
+  it('drops an instance record whose launch never reached the master (UNKNOWN) and launches its instance once', async () => {
+    const c = await newCluster();
+    const agent = await c.addAgent();
+    const agentId = await waitFor(() => c.master.master.state().agents[0]?.id, 'the agent id');
+    // What a scheduler that died between writing the record and launching leaves behind.
+    const store = new MemoryStore();
+    const web = sleeper('/web');
+    await store.commit([
+      putApp({ app: web, version: 'v1' }),
+      putVersion({ version: 'v1', createdAtMs: 1, app: web }),
+      putInstance({ instanceId: 'ghost', appId: '/web', taskId: 'web.ghost', version: 'v1', agentId, hostname: '127.0.0.1', attributes: {}, ports: [], startedAtMs: 1 }),
+    ]);
+    const scheduler = new ServicesScheduler({ master: c.master.wsUrl, store, logger: quiet, reconnect: { initialMs: 50, maxMs: 500 } });
+    try {
+      await scheduler.start();
+      const [task] = await waitFor(async () => {
+        const tasks = await scheduler.tasks('/web');
+        return tasks.length === 1 && tasks[0]!.taskId !== 'web.ghost' && tasks[0]!.state === 'RUNNING' ? tasks : undefined;
+      }, 'a fresh instance to replace the ghost');
+      expect(await store.get('instances/web/ghost')).toBeUndefined();
+      expect(await store.get(`instances/web/${task!.instanceId}`)).toMatchObject({ value: { taskId: task!.taskId, agentId } });
+      expect(c.masterTasks(scheduler.frameworkId).live.map((t) => t.taskId)).toEqual([task!.taskId]);
+    } finally {
+      await scheduler.close();
+      void agent;
     }
   });
 });

@@ -22,6 +22,12 @@ async function cluster(agents = 1): Promise<ServicesCluster> {
 
 const app = (input: AppDefinitionInput): AppDefinition => validateAppDefinition(input);
 
+/** Peeks at the master's allocator (private): is the services framework suppressed? */
+function isSuppressed(c: ServicesCluster): boolean {
+  const allocator = (c.master.master as unknown as { allocator: { frameworks: Map<string, { suppressed: boolean }> } }).allocator;
+  return allocator.frameworks.get(c.framework!.frameworkId)?.suppressed === true;
+}
+
 async function finished(api: ServicesApi, deployment: DeploymentView, timeoutMs = 20_000): Promise<DeploymentView> {
   return waitFor(
     async () => {
@@ -61,6 +67,8 @@ describe('services scheduler', () => {
     // Task ids encode the app and instance (Marathon's naming).
     expect(status.tasks.every((t) => t.taskId === `shop_web.${t.instanceId}`)).toBe(true);
     expect(c.masterTasks().live).toHaveLength(5);
+    // Nothing pending: the framework suppressed its offers instead of declining them forever.
+    await waitFor(() => isSuppressed(c), 'the framework to suppress offers');
   });
 
   it('scales up, then down killing the youngest instances first, without restarting the rest', async () => {
