@@ -283,6 +283,27 @@ describe('services HTTP API (against a stand-in for the scheduler)', () => {
     expect((await call(http.url, 'GET', '/health')).status).toBe(200);
   });
 
+  it('refuses a chunked body that grows past 1 MiB with 413 while it is still arriving', async () => {
+    const status = await new Promise<number | string>((resolve) => {
+      const req = request(`${http.url}/v1/apps`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', (e) => resolve(e.message));
+      const chunk = 'x'.repeat(64 * 1024);
+      let sent = 0;
+      const write = () => {
+        while (sent < 40) {
+          sent++;
+          if (!req.write(chunk)) return void req.once('drain', write);
+        }
+        req.end();
+      };
+      write();
+    });
+    expect(status).toBe(413);
+  });
+
   it('routes path ids: GET, PUT (id from the path), versions, and DELETE', async () => {
     await call(http.url, 'POST', '/v1/apps', WEB);
     const got = await call(http.url, 'GET', '/v1/apps/shop/web');

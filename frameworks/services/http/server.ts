@@ -319,6 +319,9 @@ function forceOf(r: Request): { force?: boolean } {
   return isTrue(r.query.get('force')) ? { force: true } : {};
 }
 
+/** How long an over-limit body is drained before its connection is cut. */
+const LINGER_MS = 2000;
+
 const STATUS_OF_CODE = { NOT_FOUND: 404, CONFLICT: 409, INVALID: 422 } as const;
 
 function sendError(ctx: Context, req: IncomingMessage, res: ServerResponse, error: unknown): void {
@@ -342,10 +345,15 @@ function sendError(ctx: Context, req: IncomingMessage, res: ServerResponse, erro
     res.destroy();
     return;
   }
-  // A body cut off by the size limit is still arriving: answer, then close the connection.
-  if (status === 413) res.setHeader('connection', 'close');
+  // A body cut off by the size limit is still arriving. Answer and close, but read and discard
+  // the rest for a while (a lingering close): a socket closed with unread bytes sends a reset,
+  // which can make the client lose the 413 it was sent.
+  if (status === 413) {
+    res.setHeader('connection', 'close');
+    req.resume();
+    res.on('finish', () => setTimeout(() => req.destroy(), LINGER_MS).unref());
+  }
   sendJson(res, status, body);
-  if (status === 413) res.on('finish', () => req.destroy());
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
