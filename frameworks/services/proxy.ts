@@ -42,6 +42,8 @@ interface AppListener {
   endpoints: Endpoint[];
   /** Round-robin cursor into `endpoints`. */
   next: number;
+  /** Counts endpoint events, so a slower read from the api never overwrites a newer event. */
+  endpointEvents: number;
   sockets: Set<Socket>;
 }
 
@@ -101,7 +103,10 @@ export class ServicePortProxy {
   private onEvent(event: ServicesEvent): void {
     if (event.type === 'endpoints') {
       const listener = this.listeners.get(event.appId);
-      if (listener) this.setEndpoints(listener, event.endpoints);
+      if (listener) {
+        listener.endpointEvents++;
+        this.setEndpoints(listener, event.endpoints);
+      }
     } else if (event.type === 'app_changed') {
       void this.enqueue(() => this.syncApp(event.appId));
     }
@@ -150,12 +155,15 @@ export class ServicePortProxy {
   private async ensureListener(appId: string, servicePort: number): Promise<void> {
     let listener = this.listeners.get(appId);
     if (!listener) {
-      listener = { appId, servicePort, server: this.createServer(appId), listening: false, endpoints: [], next: 0, sockets: new Set() };
+      listener = { appId, servicePort, server: this.createServer(appId), listening: false, endpoints: [], next: 0, endpointEvents: 0, sockets: new Set() };
       this.listeners.set(appId, listener);
     }
     if (!listener.listening) await this.listen(listener);
     // Endpoints from the api, not only events: an app seen for the first time has had no event yet.
-    this.setEndpoints(listener, await this.api.endpoints(appId).catch(() => listener.endpoints));
+    // An event that arrives while this read is under way is newer than it, and wins.
+    const eventsBefore = listener.endpointEvents;
+    const endpoints = await this.api.endpoints(appId).catch(() => undefined);
+    if (endpoints && listener.endpointEvents === eventsBefore) this.setEndpoints(listener, endpoints);
   }
 
   private listen(listener: AppListener): Promise<void> {

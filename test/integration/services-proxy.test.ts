@@ -14,6 +14,8 @@ import { waitFor } from './helpers.ts';
 class FakeServicesApi implements Pick<ServicesApi, 'listApps' | 'getApp' | 'endpoints' | 'subscribe'> {
   servicePorts = new Map<string, number | undefined>();
   endpointsOf = new Map<string, Endpoint[]>();
+  /** When set, endpoints() waits for it: a slow read. */
+  endpointsGate: Promise<void> | undefined;
   private listeners = new Set<(event: ServicesEvent) => void>();
 
   setApp(appId: string, servicePort: number | undefined): void {
@@ -44,7 +46,9 @@ class FakeServicesApi implements Pick<ServicesApi, 'listApps' | 'getApp' | 'endp
     return this.servicePorts.has(appId) ? this.status(appId) : undefined;
   }
   async endpoints(appId: string) {
-    return this.endpointsOf.get(appId) ?? [];
+    const endpoints = this.endpointsOf.get(appId) ?? [];
+    await this.endpointsGate;
+    return endpoints;
   }
   subscribe(listener: (event: ServicesEvent) => void) {
     this.listeners.add(listener);
@@ -145,6 +149,20 @@ describe('service-port proxy (against a stand-in for the scheduler)', () => {
     const answers = new Set<string>();
     for (let i = 0; i < 4; i++) answers.add((await request(servicePort)).data.trim());
     expect([...answers].sort()).toEqual(['new-1', 'new-2']);
+  });
+
+  it('keeps an endpoints event that arrives during a slower read of the api', async () => {
+    const servicePort = await freePort();
+    api.setApp('/web', servicePort);
+    api.setEndpoints('/web', [await backend('stale')], false);
+    let release!: () => void;
+    api.endpointsGate = new Promise<void>((resolve) => (release = resolve));
+    const starting = proxy.start();
+    await waitFor(() => proxy.status().length === 1, 'the listener to be created');
+    api.setEndpoints('/web', [await backend('fresh')]);
+    release();
+    await starting;
+    expect((await request(servicePort)).data.trim()).toBe('fresh');
   });
 
   it('closes the client connection at once when the app has no endpoints', async () => {
