@@ -681,6 +681,12 @@ export class ServicesScheduler implements ServicesApi {
         );
       }
       this.resourcesFreed = true;
+      const running = instance.record.killRequested ? this.runningDeployment(appId) : undefined;
+      if (running) {
+        // A kill the deployment asked for has completed: that is progress, though distanceToDone
+        // stopped counting the instance when the kill was sent (a slow SIGTERM must not look stuck).
+        this.deployments.set(running.id, { ...running, lastProgressAtMs: nowMs });
+      }
     } else {
       instance.taskState = status.state;
       if (status.healthy !== undefined) instance.healthy = status.healthy;

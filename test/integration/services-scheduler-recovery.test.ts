@@ -104,7 +104,7 @@ describe('services scheduler recovery', () => {
       expect(second.frameworkId).toBe(first.frameworkId);
       const resumed = await c.api.getDeployment(rollout.id);
       expect(resumed).toMatchObject({ id: rollout.id });
-      expect((await finished(c.api, rollout.id)).state).toBe('succeeded');
+      expect(await finished(c.api, rollout.id)).toMatchObject({ state: 'succeeded' });
 
       const tasks = await c.api.tasks('/web');
       expect(tasks).toHaveLength(4);

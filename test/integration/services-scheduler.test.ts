@@ -86,7 +86,7 @@ describe('services scheduler', () => {
 
     // YOUNGEST_FIRST (the default): the two added last go first, then the youngest original.
     const down = await finished(c.api, await c.api.scale('/web', 2));
-    expect(down.state).toBe('succeeded');
+    expect(down).toMatchObject({ state: 'succeeded' });
     const survivors = (await c.api.tasks('/web')).map((t) => t.taskId);
     expect(survivors).toHaveLength(2);
     expect(survivors.every((id) => original.includes(id))).toBe(true);
@@ -124,7 +124,7 @@ describe('services scheduler', () => {
 
   it('fails a version that never gets healthy at its progress deadline and reverts, the old instances serving throughout', async () => {
     const c = await cluster();
-    const v1 = app(webApp('/web', { instances: 2, upgradeStrategy: { progressDeadlineSeconds: 2, autoRevert: true, minimumHealthCapacity: 1, maximumOverCapacity: 1 } }));
+    const v1 = app(webApp('/web', { instances: 2, upgradeStrategy: { progressDeadlineSeconds: 20, autoRevert: true, minimumHealthCapacity: 1, maximumOverCapacity: 1 } }));
     await finished(c.api, await c.api.putApp(v1));
     const good = (await c.api.getApp('/web'))!;
     const oldEndpoints = await c.api.endpoints('/web');
@@ -144,13 +144,14 @@ describe('services scheduler', () => {
       }
     })();
 
-    const bad = await c.api.putApp({ ...v1, env: { SICK: '1' } });
+    // The target version's strategy rules its deployment: 2 s for the bad one, 20 s for the revert.
+    const bad = await c.api.putApp({ ...v1, env: { SICK: '1' }, upgradeStrategy: { ...v1.upgradeStrategy, progressDeadlineSeconds: 2 } });
     const failed = await finished(c.api, bad);
     expect(failed.state).toBe('failed');
     expect(failed.reason).toMatch(/no progress for 2 s \(progressDeadlineSeconds\)/);
     const revert = await waitFor(async () => (await c.api.listDeployments()).find((d) => d.revertOf === bad.id), 'the revert deployment');
     expect(revert).toMatchObject({ from: { version: bad.to.version }, to: { version: good.version, instances: 2 } });
-    expect((await finished(c.api, revert)).state).toBe('succeeded');
+    expect(await finished(c.api, revert)).toMatchObject({ state: 'succeeded' });
     probing = false;
     await prober;
 
@@ -181,7 +182,7 @@ describe('services scheduler', () => {
     await expect(c.api.scale('/spread', 3)).rejects.toMatchObject({ code: 'CONFLICT' });
     const forced = await c.api.scale('/spread', 3, { force: true });
     expect((await c.api.getDeployment(more.id))!.state).toBe('failed');
-    expect((await finished(c.api, forced)).state).toBe('succeeded');
+    expect(await finished(c.api, forced)).toMatchObject({ state: 'succeeded' });
   });
 
   it('waits for a dependency to be healthy before launching, says why, and tells the app where it is', async () => {
@@ -194,7 +195,7 @@ describe('services scheduler', () => {
     await waitFor(async () => (await c.api.getDeployment(web.id))?.waiting?.includes('0 of 1'), 'web to wait for db health');
     expect(await c.api.tasks('/web')).toEqual([]);
     await finished(c.api, db);
-    expect((await finished(c.api, web)).state).toBe('succeeded');
+    expect(await finished(c.api, web)).toMatchObject({ state: 'succeeded' });
 
     // The dependency was healthy before the first web task was launched.
     const firstWebTask = c.events.findIndex((e) => e.type === 'task' && e.task.appId === '/web');
@@ -239,7 +240,7 @@ describe('services scheduler', () => {
 
     // Deleting is a deployment too; once done the app is gone.
     const deletion = await c.api.deleteApp('/a', { force: true });
-    expect((await finished(c.api, deletion)).state).toBe('succeeded');
+    expect(await finished(c.api, deletion)).toMatchObject({ state: 'succeeded' });
     expect(await c.api.getApp('/a')).toBeUndefined();
     expect(c.events.filter((e) => e.type === 'app_changed' && e.appId === '/a').at(-1)).toEqual({ type: 'app_changed', appId: '/a', version: undefined });
   });
