@@ -32,6 +32,8 @@ export interface ServicesFrameworkOptions {
 export interface ServicesFramework {
   api: ServicesApi;
   frameworkId: string;
+  /** Sets AGORA_SERVICES_API for tasks launched from now on, once the HTTP API listens. */
+  setApiUrl(url: string): void;
   /** Disconnects and closes the store; the tasks keep running for the failover timeout (a restart resumes them). */
   close(): Promise<void>;
 }
@@ -59,6 +61,9 @@ export async function startServicesFramework(options: ServicesFrameworkOptions):
   return {
     api: scheduler,
     frameworkId,
+    setApiUrl(url) {
+      scheduler.apiUrl = url;
+    },
     async close() {
       await scheduler.close();
       await store.close();

@@ -94,7 +94,9 @@ export class ServicesScheduler implements ServicesApi {
   private readonly apps = new Map<AppId, StoredApp>();
   private readonly versionsOf = new Map<AppId, Map<string, AppVersion>>();
   private readonly deployments = new Map<string, Deployment>();
+  /** Every tracked instance by task id, and the same per app (planning looks at one app at a time). */
   private readonly instances = new Map<string, TrackedInstance>();
+  private readonly byApp = new Map<AppId, Map<string, TrackedInstance>>();
   private readonly backoffs = new Map<AppId, LaunchBackoff>();
   /** Why an app's deployment is not launching (dependencies), for people. */
   private readonly waiting = new Map<AppId, string>();
@@ -113,6 +115,7 @@ export class ServicesScheduler implements ServicesApi {
   private suppressed: boolean | undefined;
   private resourcesFreed = false;
   private closed = false;
+  private currentApiUrl: string | undefined;
   private started = false;
 
   constructor(private readonly options: ServicesSchedulerOptions) {
@@ -120,6 +123,7 @@ export class ServicesScheduler implements ServicesApi {
     this.store = options.store;
     this.declineRefuseSeconds = options.declineRefuseSeconds ?? 120;
     this.reconcileTimeoutMs = options.reconcileTimeoutMs ?? 5000;
+    this.currentApiUrl = options.apiUrl;
   }
 
   private createDriver(frameworkId: string | undefined): SchedulerDriver {
@@ -151,6 +155,15 @@ export class ServicesScheduler implements ServicesApi {
     return this.driverInstance;
   }
 
+  /** The services HTTP API's URL, for AGORA_SERVICES_API in tasks launched from now on (the API usually starts after the scheduler). */
+  set apiUrl(url: string | undefined) {
+    this.currentApiUrl = url;
+  }
+
+  get apiUrl(): string | undefined {
+    return this.currentApiUrl;
+  }
+
   get frameworkId(): string | undefined {
     return this.driverInstance?.frameworkId;
   }
@@ -168,7 +181,7 @@ export class ServicesScheduler implements ServicesApi {
       this.versionMap(app.id).set(version.version, { ...version, app });
     }
     for (const record of state.instances) {
-      this.instances.set(record.taskId, { record, taskState: 'STAGING', healthy: undefined, ready: undefined });
+      this.track({ record, taskState: 'STAGING', healthy: undefined, ready: undefined });
     }
     this.driverInstance = this.createDriver(state.frameworkId);
     this.log.info(
@@ -298,7 +311,8 @@ export class ServicesScheduler implements ServicesApi {
   async tasks(appId?: string): Promise<ServiceTask[]> {
     const id = appId === undefined ? undefined : this.parseAppId(appId);
     if (appId !== undefined && id === undefined) return [];
-    return [...this.instances.values()].filter((t) => id === undefined || t.record.appId === id).map((t) => this.serviceTask(t));
+    const tracked = id === undefined ? [...this.instances.values()] : [...(this.byApp.get(id)?.values() ?? [])];
+    return tracked.map((t) => this.serviceTask(t));
   }
 
   async endpoints(appId: string): Promise<Endpoint[]> {
@@ -537,8 +551,9 @@ export class ServicesScheduler implements ServicesApi {
     }
 
     // Tasks of apps that no longer exist.
-    for (const instance of this.instances.values()) {
-      if (!this.apps.has(instance.record.appId) && !instance.record.killRequested) kills.push({ instance, app: undefined });
+    for (const [appId, ofApp] of this.byApp) {
+      if (this.apps.has(appId)) continue;
+      for (const instance of ofApp.values()) if (!instance.record.killRequested) kills.push({ instance, app: undefined });
     }
     await this.kill(kills);
 
@@ -667,7 +682,7 @@ export class ServicesScheduler implements ServicesApi {
     const app = this.apps.get(appId)?.app;
     // UNKNOWN: the master has no such task (never launched, or long forgotten). Nothing runs; drop it.
     if (isTerminal(status.state) || status.state === 'UNKNOWN') {
-      this.instances.delete(status.taskId);
+      this.untrack(instance);
       instance.probe?.stop();
       await this.store.commit([deleteInstance(instance.record)]);
       instance.taskState = status.state;
@@ -762,7 +777,7 @@ export class ServicesScheduler implements ServicesApi {
       // Write-ahead: the records are durable before any task exists (see the module comment).
       await this.store.commit(records.map(putInstance));
       for (const record of records) {
-        this.instances.set(record.taskId, { record, taskState: 'STAGING', healthy: undefined, ready: undefined });
+        this.track({ record, taskState: 'STAGING', healthy: undefined, ready: undefined });
       }
     }
     for (const [offerId, tasks] of launches) {
@@ -782,7 +797,7 @@ export class ServicesScheduler implements ServicesApi {
    */
   private discoveryEnvironment(app: AppDefinition, instanceId: string, hostname: string): Record<string, string> {
     const env: Record<string, string> = { AGORA_INSTANCE_ID: instanceId, AGORA_HOST: hostname };
-    if (this.options.apiUrl !== undefined) env.AGORA_SERVICES_API = this.options.apiUrl;
+    if (this.currentApiUrl !== undefined) env.AGORA_SERVICES_API = this.currentApiUrl;
     for (const dependencyId of app.dependencies) {
       const endpoints = this.endpointsOf(dependencyId);
       env[`AGORA_ENDPOINTS_${appKey(dependencyId).toUpperCase().replace(/[^A-Z0-9]/g, '_')}`] = endpoints.map((e) => `${e.host}:${e.port}`).join(',');
@@ -794,7 +809,21 @@ export class ServicesScheduler implements ServicesApi {
   // Instances
 
   private liveInstances(appId: AppId): TrackedInstance[] {
-    return [...this.instances.values()].filter((t) => t.record.appId === appId && !this.isAbandoned(t));
+    return [...(this.byApp.get(appId)?.values() ?? [])].filter((t) => !this.isAbandoned(t));
+  }
+
+  private track(t: TrackedInstance): void {
+    this.instances.set(t.record.taskId, t);
+    let ofApp = this.byApp.get(t.record.appId);
+    if (!ofApp) this.byApp.set(t.record.appId, (ofApp = new Map()));
+    ofApp.set(t.record.taskId, t);
+  }
+
+  private untrack(t: TrackedInstance): void {
+    this.instances.delete(t.record.taskId);
+    const ofApp = this.byApp.get(t.record.appId);
+    ofApp?.delete(t.record.taskId);
+    if (ofApp?.size === 0) this.byApp.delete(t.record.appId);
   }
 
   /** Given up on while unreachable: its resources went with its agent, so it neither counts nor takes room. */
@@ -883,7 +912,7 @@ export class ServicesScheduler implements ServicesApi {
     return {
       app: stored.app,
       version: stored.version,
-      tasks: [...this.instances.values()].filter((t) => t.record.appId === appId).map((t) => this.serviceTask(t)),
+      tasks: [...(this.byApp.get(appId)?.values() ?? [])].map((t) => this.serviceTask(t)),
       deployment: running && this.view(running),
     };
   }
