@@ -103,6 +103,7 @@ export class ServicesScheduler implements ServicesApi {
   /** What the last plan wants launched: app → version and count. */
   private needs = new Map<AppId, { version: string; count: number }>();
   private readonly lastEndpoints = new Map<AppId, string>();
+  private readonly lastDeploymentViews = new Map<string, string>();
   private readonly listeners = new Set<(event: ServicesEvent) => void>();
 
   private queue: Promise<unknown> = Promise.resolve();
@@ -417,8 +418,19 @@ export class ServicesScheduler implements ServicesApi {
   private recordDeployments(changed: Deployment[]): void {
     for (const deployment of changed) {
       this.deployments.set(deployment.id, deployment);
-      this.emit({ type: 'deployment', deployment: this.view(deployment) });
+      this.emitDeployment(deployment);
     }
+  }
+
+  /** A `deployment` event, unless its view (progress included) is the one last sent. */
+  private emitDeployment(deployment: Deployment): void {
+    const view = this.view(deployment);
+    // Bookkeeping fields alone (a waiting deployment's deadline moving along) are no news.
+    const text = JSON.stringify({ ...view, lastProgressAtMs: 0, bestDistance: 0 });
+    if (this.lastDeploymentViews.get(deployment.id) === text) return;
+    if (deployment.state === 'running') this.lastDeploymentViews.set(deployment.id, text);
+    else this.lastDeploymentViews.delete(deployment.id);
+    this.emit({ type: 'deployment', deployment: view });
   }
 
   /** Writes a failed deployment and, with a revert, the app back at the old version and the revert deployment. */
@@ -488,10 +500,7 @@ export class ServicesScheduler implements ServicesApi {
           // Waiting on another app is not this deployment's fault: its deadline does not run meanwhile.
           running = { ...running, lastProgressAtMs: nowMs };
           this.deployments.set(running.id, running);
-          if (this.waiting.get(appId) !== wait) {
-            this.waiting.set(appId, wait);
-            this.emit({ type: 'deployment', deployment: this.view(running) });
-          }
+          this.waiting.set(appId, wait);
         } else {
           this.waiting.delete(appId);
         }
@@ -516,8 +525,9 @@ export class ServicesScheduler implements ServicesApi {
           if (JSON.stringify(plan.deployment) !== JSON.stringify(running)) {
             await this.store.commit([putDeployment(plan.deployment)]);
             this.deployments.set(plan.deployment.id, plan.deployment);
-            this.emit({ type: 'deployment', deployment: this.view(plan.deployment) });
           }
+          // Progress (instances started, healthy, killed) changes without the record changing.
+          this.emitDeployment(plan.deployment);
           launch = wait === undefined ? plan.launch : 0;
           kill = wait === undefined ? plan.kill : [];
           version = running.to.version;

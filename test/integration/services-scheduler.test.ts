@@ -120,6 +120,43 @@ describe('services scheduler', () => {
     // ceil(3 × 0.5) = 2 instances served at every moment of the rollout.
     expect(Math.min(...serving)).toBeGreaterThanOrEqual(2);
     expect((await c.api.versions('/web')).map((v) => v.version)).toEqual([firstVersion, status.version]);
+    // Progress was visible along the way, not only at the end.
+    const progress = c.events.flatMap((e) => (e.type === 'deployment' && e.deployment.id === rollout.id ? [e.deployment.progress.newReady] : []));
+    expect(progress[0]).toBe(0);
+    expect(progress.at(-1)).toBe(3);
+    expect(progress.some((n) => n > 0 && n < 3)).toBe(true);
+
+    // Rolling back brings the first version back (its own version id), as another rolling deployment.
+    const rollback = await c.api.rollback('/web');
+    expect(rollback).toMatchObject({ from: { version: status.version }, to: { version: firstVersion, instances: 3 } });
+    expect(await finished(c.api, rollback)).toMatchObject({ state: 'succeeded' });
+    const back = (await c.api.getApp('/web'))!;
+    expect(back.version).toBe(firstVersion);
+    expect(back.app.env).toEqual({ RELEASE: '1' });
+    for (const endpoint of await c.api.endpoints('/web')) expect(await get(endpoint)).toBe(`200 ${firstVersion}`);
+  });
+
+  it('cancels a deployment by reverting it, or with force leaves it where it is', async () => {
+    const c = await cluster();
+    const v1 = app(webApp('/web', { instances: 2 }));
+    await finished(c.api, await c.api.putApp(v1));
+    const good = (await c.api.getApp('/web'))!;
+    const stuck = await c.api.putApp({ ...v1, env: { SICK: '1' } });
+    await waitFor(async () => ((await c.api.getDeployment(stuck.id))?.progress.newStarted ?? 0) > 0, 'a new instance to start');
+    await c.api.cancelDeployment(stuck.id);
+    expect(await c.api.getDeployment(stuck.id)).toMatchObject({ state: 'failed', reason: expect.stringMatching(/cancelled/) });
+    const revert = (await c.api.listDeployments()).find((d) => d.revertOf === stuck.id)!;
+    expect(await finished(c.api, revert)).toMatchObject({ state: 'succeeded' });
+    expect((await c.api.getApp('/web'))!.version).toBe(good.version);
+    expect((await c.api.tasks('/web')).map((t) => t.taskId).sort()).toEqual(good.tasks.map((t) => t.taskId).sort());
+    await expect(c.api.cancelDeployment(stuck.id)).rejects.toMatchObject({ code: 'CONFLICT' });
+
+    const again = await c.api.putApp({ ...v1, env: { SICK: '1' } });
+    await waitFor(async () => ((await c.api.getDeployment(again.id))?.progress.newStarted ?? 0) > 0, 'a new instance to start');
+    await c.api.cancelDeployment(again.id, { force: true });
+    expect(await c.api.getDeployment(again.id)).toMatchObject({ state: 'failed' });
+    expect((await c.api.listDeployments()).some((d) => d.revertOf === again.id)).toBe(false);
+    expect((await c.api.getApp('/web'))!.version).toBe(again.to.version);
   });
 
   it('fails a version that never gets healthy at its progress deadline and reverts, the old instances serving throughout', async () => {
