@@ -37,11 +37,12 @@ function webApp(id: string, servicePort: number, greeting: string) {
     instances: 2,
     cmd: `exec ${JSON.stringify(process.execPath)} -e "${server}"`,
     cpus: 0.1,
-    mem: 128,
+    mem: 256,
     env: { GREETING: greeting },
     ports: [{ port: 0, name: 'http' }],
     servicePort,
-    healthChecks: [{ protocol: 'HTTP', path: '/', portName: 'http', gracePeriodSeconds: 10, intervalSeconds: 0.2, timeoutSeconds: 2, delaySeconds: 0, maxConsecutiveFailures: 3 }],
+    // Checked often so it turns healthy fast, but forgiving: a loaded CI machine must not fail it.
+    healthChecks: [{ protocol: 'HTTP', path: '/', portName: 'http', gracePeriodSeconds: 30, intervalSeconds: 0.3, timeoutSeconds: 5, delaySeconds: 0, maxConsecutiveFailures: 20 }],
     upgradeStrategy: { minimumHealthCapacity: 0.5, maximumOverCapacity: 0.5, progressDeadlineSeconds: 30 },
     killGracePeriodSeconds: 1,
   };
@@ -113,6 +114,12 @@ describe('services framework end to end: HTTP API, CLI and service port over a r
   let proxy: ServicePortProxy;
   let dir: string;
 
+  /** What the test saw, for a failure message: the answers, the proxy's view and the tasks. */
+  async function seen(answers: Iterable<string | undefined>): Promise<string> {
+    const tasks = (await services.api.tasks('/e2e/web')).map((t) => `${t.taskId} ${t.version} ${t.state} healthy=${t.healthy} ports=${t.ports.join(',')}`);
+    return `answers ${JSON.stringify([...answers])}\nproxy ${JSON.stringify(proxy.status())}\ntasks\n  ${tasks.join('\n  ')}`;
+  }
+
   beforeAll(async () => {
     dir = tempDir('agora-services-e2e-');
     master = await startMaster();
@@ -146,14 +153,17 @@ describe('services framework end to end: HTTP API, CLI and service port over a r
       () => `deployment ${deployment.id} to succeed; last seen ${JSON.stringify(last)}`,
       30_000,
     );
-    const endpoints = (await json(`${http.url}/v1/apps/e2e/web/endpoints`)).body.endpoints as Endpoint[];
-    expect(endpoints).toHaveLength(2);
+    // Succeeded means both were healthy and ready once; read the endpoints once they are again.
+    const endpoints = await waitFor(async () => {
+      const list = (await json(`${http.url}/v1/apps/e2e/web/endpoints`)).body.endpoints as Endpoint[];
+      return list.length === 2 && list;
+    }, () => `two endpoints; the proxy sees ${JSON.stringify(proxy.status())}`, 10_000);
     for (const e of endpoints) expect(e.host).toBe('127.0.0.1');
 
     await waitFor(() => proxy.status().find((l) => l.appId === '/e2e/web')?.endpoints.length === 2, 'the proxy to see both endpoints', 10_000);
     const answers = new Set<string>();
     for (let i = 0; i < 4; i++) answers.add((await viaServicePort(servicePort)) ?? 'closed');
-    expect([...answers].every((a) => a.startsWith('hello '))).toBe(true);
+    expect([...answers].every((a) => a.startsWith('hello ')), await seen(answers)).toBe(true);
     expect(answers.size).toBe(2); // round-robin reached both instances
   });
 
@@ -170,6 +180,7 @@ describe('services framework end to end: HTTP API, CLI and service port over a r
     expect(run.stdout).toMatch(/new started \d\/2 · healthy \d\/2/);
     expect(run.stdout).toMatch(/deployed \/e2e\/web version \S+: 2 instance\(s\) healthy/);
 
+    await waitFor(async () => (await services.api.endpoints('/e2e/web')).length === 2, 'both new instances to be endpoints', 10_000);
     const listed = await agora(['app', 'endpoints', '/e2e/web', '--json', '--api', http.url]);
     expect(listed.code).toBe(0);
     expect(JSON.parse(listed.stdout) as Endpoint[]).toHaveLength(2);
@@ -206,7 +217,7 @@ describe('services framework end to end: HTTP API, CLI and service port over a r
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(/deployment \S+ of \/e2e\/web failed: .+; reverting to version \S+ \(deployment \S+\)/);
     expect(answers.length).toBeGreaterThan(0);
-    expect(answers.filter((a) => !a?.startsWith('bonjour '))).toEqual([]);
+    expect(answers.filter((a) => !a?.startsWith('bonjour ')), await seen(answers)).toEqual([]);
     await waitFor(async () => (await services.api.getApp('/e2e/web'))?.deployment === undefined, 'the revert to finish', 20_000);
   });
 
