@@ -46,9 +46,12 @@ export function webApp(id: string, extra: Partial<AppDefinitionInput> = {}): App
   };
 }
 
-/** A port range unlikely to meet another test file's (two run at once). */
+/**
+ * A port range unlikely to meet another test file's (two run at once), and below Linux's ephemeral
+ * range (32768+), where an outgoing connection's local port could take an instance's port.
+ */
 export function portRange(size = 60): [number, number] {
-  const begin = 32000 + Math.floor(Math.random() * 500) * 60;
+  const begin = 21000 + Math.floor(Math.random() * 160) * 60;
   return [begin, begin + size - 1];
 }
 

@@ -10,7 +10,7 @@ import { MemoryStore } from '../../frameworks/sdk/index.ts';
 import { ServicesScheduler } from '../../frameworks/services/scheduler.ts';
 import { putApp, putInstance, putVersion } from '../../frameworks/services/services-store.ts';
 import { quiet, removeDir, tempDir, waitFor } from './helpers.ts';
-import { ServicesCluster, webApp } from './services-scheduler-cluster.ts';
+import { portRange, ServicesCluster, webApp } from './services-scheduler-cluster.ts';
 
 const clusters: ServicesCluster[] = [];
 afterEach(async () => {
@@ -58,7 +58,7 @@ describe('services scheduler recovery', () => {
     const c = await newCluster();
     await c.addAgent({ hostname: 'host-a' });
     const workDirB = tempDir('agora-agent-b-');
-    const resourcesB = { cpus: 4, mem: 4096, disk: 1000, ports: [[33000, 33010]] as [number, number][] };
+    const resourcesB = { cpus: 4, mem: 4096, disk: 1000, ports: [portRange(20)] as [number, number][] };
     const agentB = await c.addAgent({ hostname: 'host-b', workDir: workDirB, resources: resourcesB });
     await c.startFramework();
     const deployment = await c.api.putApp(sleeper('/spread', { instances: 4 }));
