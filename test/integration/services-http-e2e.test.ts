@@ -180,10 +180,18 @@ describe('services framework end to end: HTTP API, CLI and service port over a r
     expect(run.stdout).toMatch(/new started \d\/2 · healthy \d\/2/);
     expect(run.stdout).toMatch(/deployed \/e2e\/web version \S+: 2 instance\(s\) healthy/);
 
-    await waitFor(async () => (await services.api.endpoints('/e2e/web')).length === 2, 'both new instances to be endpoints', 10_000);
-    const listed = await agora(['app', 'endpoints', '/e2e/web', '--json', '--api', http.url]);
-    expect(listed.code).toBe(0);
-    expect(JSON.parse(listed.stdout) as Endpoint[]).toHaveLength(2);
+    // Both new instances are endpoints once healthy again (a loaded machine can delay a check).
+    let listed: Endpoint[] = [];
+    await waitFor(
+      async () => {
+        const run = await agora(['app', 'endpoints', '/e2e/web', '--json', '--api', http.url]);
+        expect(run.code).toBe(0);
+        listed = JSON.parse(run.stdout) as Endpoint[];
+        return listed.length === 2;
+      },
+      () => `agora app endpoints to list both instances; it listed ${JSON.stringify(listed)}; the proxy sees ${JSON.stringify(proxy.status())}`,
+      20_000,
+    );
 
     // The stream told of the change: some list holds only new instances.
     await waitFor(() => stream.lists.some((list) => list.length > 0 && list.every((e) => !before.has(e.taskId))), 'an endpoints event with the new instances');
