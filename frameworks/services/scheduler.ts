@@ -23,7 +23,9 @@ import { randomBytes } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import {
   contains,
+  ErrorCode,
   isTerminal,
+  MasterRefusedError,
   SchedulerDriver,
   subtract,
   type Offer,
@@ -189,7 +191,20 @@ export class ServicesScheduler implements ServicesApi {
       { store: this.store.description, frameworkId: state.frameworkId, apps: this.apps.size, instances: this.instances.size },
       state.frameworkId ? 'resuming the services framework' : 'starting the services framework',
     );
-    const frameworkId = await this.driver.start();
+    let frameworkId: string;
+    try {
+      frameworkId = await this.driver.start();
+    } catch (error) {
+      // The master removed the framework (its failover timeout passed, or it was torn down): its
+      // tasks are gone with it. Start over as a new framework; the instance records come back
+      // UNKNOWN from reconciliation and the apps are launched again.
+      const goneCodes: readonly string[] = [ErrorCode.FRAMEWORK_REMOVED, ErrorCode.UNKNOWN_FRAMEWORK];
+      const removed = error instanceof MasterRefusedError && goneCodes.includes(error.code);
+      if (!removed || state.frameworkId === undefined || this.closed) throw error;
+      this.log.warn({ frameworkId: state.frameworkId, code: (error as MasterRefusedError).code }, 'the master no longer knows the stored framework; registering a new one');
+      this.driverInstance = this.createDriver(undefined);
+      frameworkId = await this.driver.start();
+    }
     if (frameworkId !== state.frameworkId) await this.store.put(keys.framework, { id: frameworkId });
     return frameworkId;
   }

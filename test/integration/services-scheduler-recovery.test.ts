@@ -122,6 +122,32 @@ describe('services scheduler recovery', () => {
     }
   });
 
+  it('registers anew and relaunches its apps when the master has removed the stored framework', async () => {
+    const c = await newCluster();
+    await c.addAgent();
+    const storeDir = tempDir('agora-services-store-');
+    try {
+      // failoverTimeoutMs 0: the master removes the framework, and kills its tasks, as soon as it leaves.
+      const first = await c.startFramework({ store: storeDir, scheduler: { failoverTimeoutMs: 0 } });
+      await finished(c.api, (await c.api.putApp(sleeper('/web'))).id);
+      const [before] = await c.api.tasks('/web');
+      await first.close();
+      await waitFor(() => c.masterTasks(first.frameworkId).live.length === 0, 'the master to remove the framework and its task');
+
+      const second = await c.startFramework({ store: storeDir });
+      expect(second.frameworkId).not.toBe(first.frameworkId);
+      const [after] = await waitFor(async () => {
+        const tasks = await c.api.tasks('/web');
+        return tasks.length === 1 && tasks[0]!.taskId !== before!.taskId && tasks[0]!.state === 'RUNNING' ? tasks : undefined;
+      }, 'the app relaunched under the new framework');
+      expect(c.masterTasks(second.frameworkId).live.map((t) => t.taskId)).toEqual([after!.taskId]);
+    } finally {
+      await c.framework?.close();
+      c.framework = undefined;
+      removeDir(storeDir);
+    }
+  });
+
   it('drops an instance record whose launch never reached the master (UNKNOWN) and launches its instance once', async () => {
     const c = await newCluster();
     const agent = await c.addAgent();
