@@ -8,7 +8,8 @@ import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { pino, type Logger } from 'pino';
 import { runAgent } from '../agent/main.ts';
-import { runMaster } from '../master/main.ts';
+import { parsePort, runMaster } from '../master/main.ts';
+import { serveServices } from '../frameworks/services/serve.ts';
 import type { MasterStateJson, TaskStateJson } from '../master/cluster/state-json.ts';
 import { formatResources, scalar, type Resources } from '../master/protocol/resources.ts';
 import { followDeployment, ServicesClient, ServicesHttpError, ServicesUnreachableError } from '../frameworks/services/http/client.ts';
@@ -112,6 +113,8 @@ program
   .option('--advertise-ip <ip>', 'address Docker bridge port mappings bind to', '127.0.0.1')
   .option('--docker-volumes <paths>', 'host paths tasks may mount as Docker volumes, e.g. "/data,/srv"')
   .option('--docker-retention <seconds>', 'keep ended containers this long before removing them', '3600')
+  .option('--services-port <port>', 'the services framework\'s HTTP API port', '5051')
+  .option('--store <url>', 'the services framework\'s store: a directory, file://…, redis://… (default: the state directory)')
   .action(async (flags) => {
     const log = createLogger('up');
     const dir = resolve(flags.dir);
@@ -128,14 +131,38 @@ program
       handleSignals: false,
     }).catch((e: Error) => fail(e.message));
     await agent.registered();
-    log.info(`dev cluster up: master ${server.url}, one agent (${formatResources(agent.resources)}); state in ${dir}`);
-    log.info(`try: npx tsx examples/hello/main.ts --master ${server.wsUrl} --tasks 5   |   npm run agora -- state`);
+    const services = await serveServices({
+      master: server.wsUrl,
+      store: flags.store ?? dir,
+      port: parsePort(flags.servicesPort, 5051),
+      logger: createLogger('services'),
+    }).catch((e: Error) => fail(`the services framework did not start: ${e.message}`));
+    log.info(`dev cluster up: master ${server.url}, one agent (${formatResources(agent.resources)}), services API ${services.url}; state in ${dir}`);
+    log.info(`try: npx tsx examples/hello/main.ts --master ${server.wsUrl} --tasks 5   |   npm run agora -- state   |   npm run agora -- app list --api ${services.url}`);
     log.info('press Ctrl-C to stop');
     // A dev cluster owns its tasks: stopping it stops them.
     onShutdown(log, async () => {
+      await services.close();
       await agent.stop({ killTasks: true });
       await server.close();
     });
+  });
+
+program
+  .command('services')
+  .description('run the services framework (long-running apps: deployments, health, discovery, load balancing) and its HTTP API')
+  .option('--master <url>', 'the master', 'ws://127.0.0.1:5050')
+  .option('--store <url>', 'where apps, versions and deployments persist: a directory, file://…, redis://HOST:PORT', '.agora')
+  .option('--host <host>', 'address the API and the service ports listen on', '127.0.0.1')
+  .option('--port <port>', 'API port', '5051')
+  .action(async (flags) => {
+    const log = createLogger('services');
+    const services = await serveServices({ master: wsUrl(flags.master), store: flags.store, host: flags.host, port: parsePort(flags.port, 5051), logger: log }).catch((e: Error) =>
+      fail(`the services framework did not start: ${e.message}`),
+    );
+    log.info(`services framework ${services.frameworkId} up; API on ${services.url} (try: agora app list --api ${services.url})`);
+    // Its tasks keep running: a restarted services framework resumes them within its failover timeout.
+    onShutdown(log, () => services.close());
   });
 
 program

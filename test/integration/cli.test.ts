@@ -42,7 +42,7 @@ describe('agora up, the hello example and agora state', () => {
 
   beforeAll(async () => {
     dir = tempDir('agora-up-');
-    up = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bin/agora.ts'), 'up', '--port', '0', '--dir', dir], { cwd: ROOT, env: { ...process.env, AGORA_LOG_LEVEL: 'info' } });
+    up = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bin/agora.ts'), 'up', '--port', '0', '--services-port', '0', '--dir', dir], { cwd: ROOT, env: { ...process.env, AGORA_LOG_LEVEL: 'info' } });
     up.stderr!.on('data', (d: Buffer) => (upLog += d.toString()));
     url = await waitFor(() => /master listening on (http:\/\/[\d.:]+)/.exec(upLog)?.[1], 'agora up to print its address', 20_000);
     await waitFor(() => upLog.includes('dev cluster up'), 'the agent to register', 20_000);
@@ -55,6 +55,15 @@ describe('agora up, the hello example and agora state', () => {
   it('prints where the master listens and keeps state under its directory', () => {
     expect(upLog).toMatch(/dev cluster up: master http:\/\/127\.0\.0\.1:\d+, one agent \(cpus:/);
     expect(existsSync(join(dir, 'agent'))).toBe(true);
+  });
+
+  it('runs the services framework and prints its API address', async () => {
+    const api = /services API (http:\/\/[\d.:]+)/.exec(upLog)?.[1];
+    expect(api).toBeDefined();
+    const list = await run([join(ROOT, 'bin/agora.ts'), 'app', 'list', '--api', api!, '--json']);
+    expect(list.code).toBe(0);
+    expect(JSON.parse(list.stdout)).toEqual([]);
+    expect(existsSync(join(dir, 'services'))).toBe(true); // its store lives in the state directory
   });
 
   it('runs the hello example to success, printing each status update', async () => {
@@ -78,7 +87,7 @@ describe('agora up, the hello example and agora state', () => {
     const table = await run([join(ROOT, 'bin/agora.ts'), 'state', '--master', url, '--all']);
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/^AGENTS \(1\)\nID\s+HOSTNAME\s+STATUS\s+CPUS\s+MEM\s+DISK\s+TASKS\n\S+\s+\S+\s+ACTIVE\s+0\/\d+/m);
-    expect(table.stdout).toContain('FRAMEWORKS (0)');
+    expect(table.stdout).toMatch(/FRAMEWORKS \(1\)\nID\s+NAME\s+ROLE\s+STATUS\s+TASKS\s+SHARE\n\S+\s+services\s+\*\s+ACTIVE/); // agora up's services framework
     expect(table.stdout).toMatch(/COMPLETED TASKS \(\d+\)[\s\S]*hello-1\s+\S+\s+\S+\s+FINISHED/);
     const json = await run([join(ROOT, 'bin/agora.ts'), 'state', '--master', url, '--json']);
     expect(json.code).toBe(0);
@@ -109,7 +118,7 @@ describe('agora CLI errors and help', () => {
   });
 
   it('has --help for every command', async () => {
-    for (const command of ['master', 'agent', 'up', 'state']) {
+    for (const command of ['master', 'agent', 'up', 'services', 'state']) {
       const result = await run([join(ROOT, 'bin/agora.ts'), command, '--help']);
       expect(result.code).toBe(0);
       expect(result.stdout).toContain(`Usage: agora ${command}`);
