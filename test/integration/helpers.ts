@@ -34,11 +34,24 @@ export async function startMaster(options: MasterServerOptions = {}): Promise<Ma
   });
 }
 
+/**
+ * A block of 100 ports for an agent, picked by its work dir: test files run in parallel (and other
+ * sessions may share the host), so agents must not all hand out 31000 to servers that really
+ * listen. Below Linux's ephemeral range (32768+), so no outgoing connection takes one either.
+ */
+export function portBlock(workDir: string): [number, number] {
+  let hash = 0;
+  for (const c of workDir) hash = (hash * 31 + c.charCodeAt(0)) >>> 0;
+  const base = 20000 + 100 * (hash % 120);
+  return [base, base + 99];
+}
+
 export async function startAgent(master: MasterServer, options: Partial<AgentOptions> = {}): Promise<Agent> {
+  const workDir = options.workDir ?? tempDir('agora-agent-');
   const agent = new Agent({
     master: master.wsUrl,
-    workDir: tempDir('agora-agent-'),
-    resources: { cpus: 4, mem: 4096, disk: 10000, ports: [[31000, 31100]] },
+    workDir,
+    resources: { cpus: 4, mem: 4096, disk: 10000, ports: [portBlock(workDir)] },
     logger: quiet,
     reconnect: { initialMs: 50, maxMs: 500 },
     ...options,
@@ -52,7 +65,7 @@ export async function startAgent(master: MasterServer, options: Partial<AgentOpt
 export function startAgentProcess(masterWsUrl: string, workDir: string, extraArgs: string[] = []): ChildProcess {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', join(ROOT, 'bin/agora.ts'), 'agent', '--master', masterWsUrl, '--work-dir', workDir, '--resources', 'cpus:2;mem:2048;disk:1000;ports:[31000-31100]', ...extraArgs],
+    ['--import', 'tsx', join(ROOT, 'bin/agora.ts'), 'agent', '--master', masterWsUrl, '--work-dir', workDir, '--resources', `cpus:2;mem:2048;disk:1000;ports:[${portBlock(workDir).join('-')}]`, ...extraArgs],
     { cwd: ROOT, stdio: ['ignore', 'ignore', process.env.AGORA_TEST_LOG ? 'inherit' : 'ignore'], env: { ...process.env, AGORA_LOG_LEVEL: process.env.AGORA_TEST_LOG ?? 'warn' } },
   );
   return child;

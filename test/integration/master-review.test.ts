@@ -525,8 +525,12 @@ describe('odd orders that work', () => {
     await make('gold');
     await make('bronze');
     ready = true;
-    await waitFor(() => counts.gold! + counts.bronze! >= 4, 'four tasks', 8000);
-    await sleep(200);
-    expect(counts).toEqual({ gold: 3, bronze: 1 });
+    const runningBy = (name: string) => {
+      const state = stateOf(m);
+      const id = state.frameworks.find((f) => f.name === name)?.id;
+      return state.tasks.filter((t) => t.frameworkId === id && t.state === 'RUNNING').length;
+    };
+    await waitFor(() => runningBy('gold') + runningBy('bronze') === 4, () => `four tasks RUNNING (launched ${JSON.stringify(counts)})`, 8000);
+    expect({ gold: runningBy('gold'), bronze: runningBy('bronze') }).toEqual({ gold: 3, bronze: 1 });
   });
 });

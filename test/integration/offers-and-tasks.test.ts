@@ -18,7 +18,7 @@ const schedulers: TestScheduler[] = [];
 
 beforeAll(async () => {
   master = await startMaster({ offerTimeoutMs: 600 });
-  agent = await startAgent(master, { resources: { cpus: 4, mem: 4096, disk: 1000, ports: [[31000, 31100]] } });
+  agent = await startAgent(master, { resources: { cpus: 4, mem: 4096, disk: 1000 } });
   agentDir = (agent as unknown as { workDir: string }).workDir;
 });
 afterEach(async () => {
@@ -138,10 +138,14 @@ describe('offers', () => {
     a.onOffers = launchOne('a', ca);
     b.onOffers = launchOne('b', cb);
     ready = true;
-    // 4 cpus, 1 cpu per task: DRF alternates, so each ends with 2.
-    await waitFor(() => ca.n + cb.n >= 4, 'four tasks to launch', 8000);
-    await new Promise((r) => setTimeout(r, 300));
-    expect([ca.n, cb.n]).toEqual([2, 2]);
+    // 4 cpus, 1 cpu per task: DRF alternates, so each ends with 2 running.
+    const runningBy = (name: string) => {
+      const state = master.master.state();
+      const id = state.frameworks.find((f) => f.name === name)?.id;
+      return state.tasks.filter((t) => t.frameworkId === id && t.state === 'RUNNING').length;
+    };
+    await waitFor(() => runningBy('drf-a') + runningBy('drf-b') === 4, () => `four tasks RUNNING (launched ${ca.n} + ${cb.n})`, 8000);
+    expect([runningBy('drf-a'), runningBy('drf-b')]).toEqual([2, 2]);
     const shares = master.master.state().frameworks.filter((f) => f.name.startsWith('drf-')).map((f) => f.dominantShare);
     expect(shares[0]).toBeCloseTo(shares[1]!, 5);
   });
