@@ -22,7 +22,8 @@ const TASKS = Number(process.env.BENCH_TASKS ?? 40_000);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 5_000);
 
 export default async function run(_opts: { json: boolean }): Promise<Record<string, unknown>> {
-  const logger = pino({ level: 'warn' });
+  // Errors only, to stderr: stdout carries the figures (and --json's last line).
+  const logger = pino({ level: 'error' }, pino.destination(2));
   const server = await startMasterServer({ port: 0, offerTimeoutMs: 60_000, logger });
   const worker = fileURLToPath(new URL('./launch-worker.ts', import.meta.url));
   const child = spawn(process.execPath, [...(process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : []), '--import', 'tsx', worker, server.wsUrl, String(AGENTS)], {
