@@ -6,33 +6,10 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { removeDir, tempDir, waitFor } from './helpers.ts';
+import { agora, removeDir, tempDir, waitFor, runScript } from './helpers.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(args: string[], timeoutMs = 20_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: ROOT, env: { ...process.env, AGORA_LOG_LEVEL: 'warn' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${args.join(' ')} did not exit within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, timeoutMs);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 describe('agora up, the hello example and agora state', () => {
   let up: ChildProcess;
@@ -60,7 +37,7 @@ describe('agora up, the hello example and agora state', () => {
   it('runs the services framework and prints its API address', async () => {
     const api = /services API (http:\/\/[\d.:]+)/.exec(upLog)?.[1];
     expect(api).toBeDefined();
-    const list = await run([join(ROOT, 'bin/agora.ts'), 'app', 'list', '--api', api!, '--json']);
+    const list = await agora(['app', 'list', '--api', api!, '--json']);
     expect(list.code).toBe(0);
     expect(JSON.parse(list.stdout)).toEqual([]);
     expect(existsSync(join(dir, 'services'))).toBe(true); // its store lives in the state directory
@@ -68,7 +45,7 @@ describe('agora up, the hello example and agora state', () => {
 
   it('runs the hello example to success, printing each status update', async () => {
     const ws = url.replace('http', 'ws');
-    const result = await run([join(ROOT, 'examples/hello/main.ts'), '--master', ws, '--tasks', '3']);
+    const result = await runScript('examples/hello/main.ts', ['--master', ws, '--tasks', '3']);
     expect(result.code).toBe(0);
     for (const i of [1, 2, 3]) {
       expect(result.stdout).toContain(`hello-${i} RUNNING`);
@@ -78,18 +55,18 @@ describe('agora up, the hello example and agora state', () => {
   });
 
   it('exits non-zero from the hello example when a task fails', async () => {
-    const result = await run([join(ROOT, 'examples/hello/main.ts'), '--master', url.replace('http', 'ws'), '--tasks', '2', '--cmd', 'exit 3']);
+    const result = await runScript('examples/hello/main.ts', ['--master', url.replace('http', 'ws'), '--tasks', '2', '--cmd', 'exit 3']);
     expect(result.code).not.toBe(0);
     expect(result.stdout).toMatch(/hello-1 FAILED \(.*code 3/);
   });
 
   it('shows agents, frameworks and tasks as tables, and as JSON with --json', async () => {
-    const table = await run([join(ROOT, 'bin/agora.ts'), 'state', '--master', url, '--all']);
+    const table = await agora(['state', '--master', url, '--all']);
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/^AGENTS \(1\)\nID\s+HOSTNAME\s+STATUS\s+CPUS\s+MEM\s+DISK\s+TASKS\n\S+\s+\S+\s+ACTIVE\s+0\/\d+/m);
     expect(table.stdout).toMatch(/FRAMEWORKS \(1\)\nID\s+NAME\s+ROLE\s+STATUS\s+TASKS\s+SHARE\n\S+\s+services\s+\*\s+ACTIVE/); // agora up's services framework
     expect(table.stdout).toMatch(/COMPLETED TASKS \(\d+\)[\s\S]*hello-1\s+\S+\s+\S+\s+FINISHED/);
-    const json = await run([join(ROOT, 'bin/agora.ts'), 'state', '--master', url, '--json']);
+    const json = await agora(['state', '--master', url, '--json']);
     expect(json.code).toBe(0);
     const state = JSON.parse(json.stdout) as { agents: { status: string }[]; completedFrameworks: { name: string }[] };
     expect(state.agents[0]!.status).toBe('ACTIVE');
@@ -106,20 +83,20 @@ describe('agora up, the hello example and agora state', () => {
 
 describe('agora CLI errors and help', () => {
   it('explains an unreachable master', async () => {
-    const result = await run([join(ROOT, 'bin/agora.ts'), 'state', '--master', 'http://127.0.0.1:1']);
+    const result = await agora(['state', '--master', 'http://127.0.0.1:1']);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/cannot reach the master at http:\/\/127\.0\.0\.1:1\/state/);
   });
 
   it('names a malformed --resources flag', async () => {
-    const result = await run([join(ROOT, 'bin/agora.ts'), 'agent', '--master', 'ws://127.0.0.1:1', '--resources', 'cpus:lots', '--work-dir', tempDir()]);
+    const result = await agora(['agent', '--master', 'ws://127.0.0.1:1', '--resources', 'cpus:lots', '--work-dir', tempDir()]);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/--resources "cpus:lots".*expected a non-negative number/);
   });
 
   it('has --help for every command', async () => {
     for (const command of ['master', 'agent', 'up', 'services', 'state']) {
-      const result = await run([join(ROOT, 'bin/agora.ts'), command, '--help']);
+      const result = await agora([command, '--help']);
       expect(result.code).toBe(0);
       expect(result.stdout).toContain(`Usage: agora ${command}`);
     }

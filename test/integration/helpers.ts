@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
+import { Redis } from 'ioredis';
 import { WebSocket } from 'ws';
 import { startMasterServer, type MasterServer, type MasterServerOptions } from '../../master/http/server.ts';
 import { createPackr, createUnpackr } from '../../master/protocol/codec.ts';
@@ -215,4 +216,62 @@ export class TestScheduler {
 
 export function shellTask(taskId: string, command: string, resources: Record<string, number> = { cpus: 0.1, mem: 32 }, extra: Partial<TaskInfo> = {}): TaskInfo {
   return { taskId, resources, command: { value: command }, ...extra };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands as a user runs them, and the Redis the store tests need.
+
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `node --import tsx SCRIPT ARGS…` from the repo root (a script path, e.g. bin/agora.ts) and collects its output. */
+export function runScript(script: string, args: string[], timeoutMs = 30_000): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, script), ...args], { cwd: ROOT, env: { ...process.env, AGORA_LOG_LEVEL: 'warn' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${script} ${args.join(' ')} did not exit within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+    }, timeoutMs);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** `agora ARGS…` */
+export function agora(args: string[], timeoutMs = 30_000): Promise<CliRun> {
+  return runScript('bin/agora.ts', args, timeoutMs);
+}
+
+/**
+ * The Redis the store tests use (AGORA_TEST_REDIS_URL, or 127.0.0.1:6379). Without one they are
+ * skipped with one loud line; under CI=true a missing Redis fails the run instead.
+ */
+export async function testRedis(suite: string): Promise<{ url: string; reachable: boolean }> {
+  const url = process.env.AGORA_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const probe = new Redis(url, { lazyConnect: true, enableOfflineQueue: false, connectTimeout: 1000, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+  probe.on('error', () => undefined);
+  let reachable = false;
+  try {
+    await probe.connect();
+    reachable = (await probe.ping()) === 'PONG';
+  } catch {
+    reachable = false;
+  } finally {
+    probe.disconnect();
+  }
+  if (!reachable) {
+    const start = "start one: redis-server --port 6379 --daemonize yes --save '' --appendonly no";
+    if (process.env.CI === 'true') throw new Error(`${suite}: no Redis at ${url}, and CI=true requires the Redis tests (${start})`);
+    console.warn(`\n!!! ${suite}: no Redis at ${url} — its Redis tests are SKIPPED (${start})\n`);
+  }
+  return { url, reachable };
 }

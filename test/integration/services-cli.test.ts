@@ -3,17 +3,16 @@
  * loopback. Behind the API is an in-memory STAND-IN FOR THE SCHEDULER whose deployments advance a
  * step each time they are read, so `--wait` sees progress, success, and a failure with a revert.
  */
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AppDefinition } from '../../frameworks/services/app-definition.ts';
 import { startServicesHttp, type ServicesHttp } from '../../frameworks/services/http/server.ts';
 import { ServicesError, type AppStatus, type DeploymentView, type ServicesApi, type ServicesEvent } from '../../frameworks/services/service-api.ts';
-import { removeDir, tempDir } from './helpers.ts';
+import { agora as agoraCli, removeDir, tempDir, type CliRun } from './helpers.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const agora = (args: string[]): Promise<CliRun> => agoraCli(args, 25_000);
+
 
 /** Stand-in for the scheduler: an app whose id contains "broken" fails its deployment and reverts. */
 class SteppingServicesApi implements ServicesApi {
@@ -137,29 +136,6 @@ class SteppingServicesApi implements ServicesApi {
   }
 }
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function agora(args: string[], timeoutMs = 25_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bin/agora.ts'), ...args], { cwd: ROOT, env: { ...process.env, AGORA_LOG_LEVEL: 'warn' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`agora ${args.join(' ')} did not exit within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, timeoutMs);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 describe('agora app (against the HTTP API over a stand-in for the scheduler)', () => {
   let api: SteppingServicesApi;

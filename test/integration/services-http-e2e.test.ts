@@ -4,12 +4,10 @@
  * and through the CLI in its own process; their endpoints are read back and reached through the
  * service port.
  */
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../../agent/agent.ts';
 import type { MasterServer } from '../../master/http/server.ts';
@@ -17,9 +15,10 @@ import { startServicesHttp, type ServicesHttp } from '../../frameworks/services/
 import { startServicesFramework, type ServicesFramework } from '../../frameworks/services/main.ts';
 import { ServicePortProxy } from '../../frameworks/services/proxy.ts';
 import type { DeploymentView, Endpoint } from '../../frameworks/services/service-api.ts';
-import { quiet, removeDir, startAgent, startMaster, tempDir, waitFor } from './helpers.ts';
+import { agora as agoraCli, quiet, removeDir, startAgent, startMaster, tempDir, waitFor, type CliRun } from './helpers.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const agora = (args: string[]): Promise<CliRun> => agoraCli(args, 60_000);
+
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -88,23 +87,6 @@ function endpointStream(url: string) {
   return { lists, close: () => req.destroy() };
 }
 
-function agora(args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bin/agora.ts'), ...args], { cwd: ROOT, env: { ...process.env, AGORA_LOG_LEVEL: 'warn' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`agora ${args.join(' ')} did not exit within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, timeoutMs);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 describe('services framework end to end: HTTP API, CLI and service port over a real cluster', () => {
   let master: MasterServer;

@@ -9,7 +9,7 @@ import { validateAppDefinition, type AppDefinitionInput, type DeploymentView, ty
 import { MemoryStore } from '../../frameworks/sdk/index.ts';
 import { ServicesScheduler } from '../../frameworks/services/scheduler.ts';
 import { putApp, putInstance, putVersion } from '../../frameworks/services/services-store.ts';
-import { quiet, removeDir, tempDir, waitFor } from './helpers.ts';
+import { quiet, removeDir, tempDir, testRedis, waitFor } from './helpers.ts';
 import { portRange, ServicesCluster, webApp } from './services-scheduler-cluster.ts';
 
 const clusters: ServicesCluster[] = [];
@@ -177,26 +177,7 @@ describe('services scheduler recovery', () => {
   });
 });
 
-const redisUrl = process.env.AGORA_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const redisReachable = await isReachable(redisUrl);
-if (!redisReachable) {
-  const start = "start one: redis-server --port 6379 --daemonize yes --save '' --appendonly no";
-  if (process.env.CI === 'true') throw new Error(`services-scheduler: no Redis at ${redisUrl}, and CI=true requires the Redis round trip (${start})`);
-  console.warn(`\n!!! services-scheduler: no Redis at ${redisUrl} — the Redis store round trip is SKIPPED (${start})\n`);
-}
-
-async function isReachable(target: string): Promise<boolean> {
-  const probe = new Redis(target, { lazyConnect: true, enableOfflineQueue: false, connectTimeout: 1000, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-  probe.on('error', () => undefined);
-  try {
-    await probe.connect();
-    return (await probe.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    probe.disconnect();
-  }
-}
+const { url: redisUrl, reachable: redisReachable } = await testRedis('services-scheduler');
 
 const namespaces: string[] = [];
 afterAll(async () => {

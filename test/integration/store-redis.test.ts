@@ -8,27 +8,9 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openStore, RedisStore, type Store } from '../../frameworks/sdk/store/index.ts';
 import { storeContract } from '../unit/store-contract.ts';
+import { testRedis } from './helpers.ts';
 
-const url = process.env.AGORA_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const reachable = await isReachable(url);
-if (!reachable) {
-  const start = "start one: redis-server --port 6379 --daemonize yes --save '' --appendonly no";
-  if (process.env.CI === 'true') throw new Error(`store-redis: no Redis at ${url}, and CI=true requires the RedisStore tests (${start})`);
-  console.warn(`\n!!! store-redis: no Redis at ${url} — RedisStore tests SKIPPED (${start})\n`);
-}
-
-async function isReachable(target: string): Promise<boolean> {
-  const probe = new Redis(target, { lazyConnect: true, enableOfflineQueue: false, connectTimeout: 1000, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-  probe.on('error', () => undefined);
-  try {
-    await probe.connect();
-    return (await probe.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    probe.disconnect();
-  }
-}
+const { url, reachable } = await testRedis('store-redis');
 
 const namespaces: string[] = [];
 function freshNamespace(): string {
