@@ -1,6 +1,5 @@
 /** App definitions from text (YAML or JSON) to a validated AppDefinition, or one error naming every bad field. */
-import { parse as parseYaml, YAMLParseError } from 'yaml';
-import type { z } from 'zod';
+import { DefinitionSyntaxError, describeIssues, fieldNamesOf, parseDefinitionText, type DefinitionFormat, type FieldProblem } from '../sdk/definitions.ts';
 import {
   appDefinitionSchema,
   appObjectSchema,
@@ -14,11 +13,7 @@ import {
   type AppDefinition,
 } from './app-definition.ts';
 
-export interface FieldProblem {
-  /** `upgradeStrategy.minimumHealthCapacity`, `constraints[0][1]`, or '' for the document itself. */
-  field: string;
-  message: string;
-}
+export type { DefinitionFormat, FieldProblem };
 
 export class AppDefinitionError extends Error {
   override name = 'AppDefinitionError';
@@ -34,14 +29,18 @@ export class AppDefinitionError extends Error {
   }
 }
 
-export type DefinitionFormat = 'yaml' | 'json';
-
 /**
  * Parses and validates an app definition. Without `format`, text starting with `{` is JSON and
  * anything else YAML. Throws AppDefinitionError listing every problem found.
  */
 export function parseAppDefinition(text: string, format?: DefinitionFormat, source?: string): AppDefinition {
-  const data = parseText(text, format ?? (text.trimStart().startsWith('{') ? 'json' : 'yaml'), source);
+  let data: unknown;
+  try {
+    data = parseDefinitionText(text, format);
+  } catch (error) {
+    if (error instanceof DefinitionSyntaxError) throw new AppDefinitionError([error.problem], source);
+    throw error;
+  }
   return validateAppDefinition(data, source);
 }
 
@@ -52,47 +51,10 @@ export function validateAppDefinition(data: unknown, source?: string): AppDefini
   }
   const result = appDefinitionSchema.safeParse(data);
   if (result.success) return result.data;
-  throw new AppDefinitionError(result.error.issues.flatMap(describeIssue), source);
+  throw new AppDefinitionError(describeIssues(result.error.issues, KNOWN_FIELDS), source);
 }
 
-function parseText(text: string, format: DefinitionFormat, source: string | undefined): unknown {
-  try {
-    return format === 'json' ? (JSON.parse(text) as unknown) : (parseYaml(text) as unknown);
-  } catch (error) {
-    if (error instanceof YAMLParseError) {
-      const at = error.linePos?.[0];
-      const firstLine = error.message.split('\n')[0] ?? error.message;
-      throw new AppDefinitionError([{ field: '', message: `is not valid YAML${at ? ` (line ${at.line}, column ${at.col})` : ''}: ${firstLine}` }], source);
-    }
-    throw new AppDefinitionError([{ field: '', message: `is not valid ${format.toUpperCase()}: ${(error as Error).message}` }], source);
-  }
-}
-
-function fieldOf(path: readonly PropertyKey[]): string {
-  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`)).join('');
-}
-
-function describeIssue(issue: z.core.$ZodIssue): FieldProblem[] {
-  const field = fieldOf(issue.path);
-  if (issue.code === 'unrecognized_keys') {
-    return issue.keys.map((key) => {
-      const suggestion = closestField(key);
-      return { field: fieldOf([...issue.path, key]), message: `unknown field${suggestion ? `; did you mean ${suggestion}?` : '; remove it'}` };
-    });
-  }
-  if (issue.code === 'invalid_type') {
-    const received = /received (\w+)/.exec(issue.message)?.[1];
-    if (received === 'undefined') return [{ field, message: 'is required' }];
-    return [{ field, message: `must be ${article(issue.expected)}${received ? `, got ${article(received)}` : ''}` }];
-  }
-  return [{ field, message: issue.message }];
-}
-
-function article(type: string): string {
-  return /^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`;
-}
-
-const KNOWN_FIELDS = [
+const KNOWN_FIELDS = fieldNamesOf([
   appObjectSchema,
   upgradeStrategySchema,
   backoffSchema,
@@ -102,26 +64,4 @@ const KNOWN_FIELDS = [
   readinessCheckSchema,
   portDefinitionSchema,
   portMappingSchema,
-].flatMap((schema) => Object.keys('shape' in schema ? schema.shape : {}));
-
-/** The known field a typo most likely meant (case-insensitive, at most two edits away). */
-function closestField(key: string): string | undefined {
-  let best: { name: string; distance: number } | undefined;
-  for (const name of new Set(KNOWN_FIELDS)) {
-    const distance = name.toLowerCase() === key.toLowerCase() ? 0 : editDistance(name.toLowerCase(), key.toLowerCase());
-    if (distance <= 2 && (!best || distance < best.distance)) best = { name, distance };
-  }
-  return best?.name;
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    previous = current;
-  }
-  return previous[b.length]!;
-}
+]);
