@@ -18,15 +18,7 @@ export function httpProbe(host: string, port: number, path: string): Probe {
   return {
     description,
     run: (timeoutMs) =>
-      new Promise<ProbeResult>((resolve) => {
-        let done = false;
-        const finish = (result: ProbeResult) => {
-          if (done) return;
-          done = true;
-          clearTimeout(timer);
-          request.destroy();
-          resolve(result);
-        };
+      settle(description, timeoutMs, (finish) => {
         // agent: false: a fresh connection each time, as a new curl would; a kept-alive socket
         // would hide a listener that has gone away.
         const request = http.get({ host, port, path, agent: false, headers: { 'user-agent': 'agora-health-check' } }, (response) => {
@@ -35,8 +27,7 @@ export function httpProbe(host: string, port: number, path: string): Probe {
           finish(status >= 200 && status < 400 ? { healthy: true } : { healthy: false, message: `${description} returned ${status}` });
         });
         request.on('error', (error) => finish({ healthy: false, message: `${description}: ${describeSocketError(error)}` }));
-        const timer = setTimeout(() => finish({ healthy: false, message: `${description} timed out after ${formatSeconds(timeoutMs)}` }), timeoutMs);
-        timer.unref();
+        return () => request.destroy();
       }),
   };
 }
@@ -46,22 +37,35 @@ export function tcpProbe(host: string, port: number): Probe {
   return {
     description,
     run: (timeoutMs) =>
-      new Promise<ProbeResult>((resolve) => {
-        let done = false;
-        const finish = (result: ProbeResult) => {
-          if (done) return;
-          done = true;
-          clearTimeout(timer);
-          socket.destroy();
-          resolve(result);
-        };
+      settle(description, timeoutMs, (finish) => {
         const socket = net.connect({ host, port });
         socket.once('connect', () => finish({ healthy: true }));
         socket.once('error', (error) => finish({ healthy: false, message: `${description}: ${describeSocketError(error)}` }));
-        const timer = setTimeout(() => finish({ healthy: false, message: `${description} timed out after ${formatSeconds(timeoutMs)}` }), timeoutMs);
-        timer.unref();
+        return () => socket.destroy();
       }),
   };
+}
+
+/**
+ * One probe attempt: `start` begins it and returns how to clean up; the first result (or the
+ * timeout) wins, and the connection is always torn down.
+ */
+function settle(description: string, timeoutMs: number, start: (finish: (result: ProbeResult) => void) => () => void): Promise<ProbeResult> {
+  return new Promise<ProbeResult>((resolve) => {
+    let done = false;
+    let cleanup: (() => void) | undefined;
+    const finish = (result: ProbeResult) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      cleanup?.();
+      resolve(result);
+    };
+    const timer = setTimeout(() => finish({ healthy: false, message: `${description} timed out after ${formatSeconds(timeoutMs)}` }), timeoutMs);
+    timer.unref();
+    cleanup = start(finish);
+    if (done) cleanup();
+  });
 }
 
 /**

@@ -3,7 +3,6 @@
  * SDK driver. The tasks are small servers on their own port ($PORT0) that a test makes sick or
  * deaf by dropping a marker file into their sandbox.
  */
-import { createServer } from 'node:net';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -12,7 +11,7 @@ import { SimulatedContainerizer, type SimulatedContainerizerOptions } from '../.
 import { sandboxPath } from '../../agent/sandbox.ts';
 import type { MasterServer } from '../../master/http/server.ts';
 import { Reason, type HealthCheck, type TaskInfo, type TaskStatus } from '../../master/protocol/messages.ts';
-import { removeDir, startAgent, startMaster, tempDir, TestScheduler, waitFor } from './helpers.ts';
+import { removeDir, startAgent, startMaster, tempDir, TestScheduler, waitFor, freePort } from './helpers.ts';
 
 /**
  * `node server.mjs http|tcp [listenAfterMs]`: serves on $PORT0 (HTTP: 200, or 503 once `sick`
@@ -35,17 +34,6 @@ const scratch = tempDir('agora-health-');
 const serverScript = join(scratch, 'server.mjs');
 writeFileSync(serverScript, SERVER);
 
-/** A port nobody listens on right now, so parallel test files do not fight over 31000. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 interface Cluster {
   master: MasterServer;

@@ -5,7 +5,6 @@
  * service port.
  */
 import { writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,18 +14,11 @@ import { startServicesHttp, type ServicesHttp } from '../../frameworks/services/
 import { startServicesFramework, type ServicesFramework } from '../../frameworks/services/main.ts';
 import { ServicePortProxy } from '../../frameworks/services/proxy.ts';
 import type { DeploymentView, Endpoint } from '../../frameworks/services/service-api.ts';
-import { agora as agoraCli, quiet, removeDir, startAgent, startMaster, tempDir, waitFor, type CliRun } from './helpers.ts';
+import { agora as agoraCli, quiet, removeDir, startAgent, startMaster, tempDir, waitFor, type CliRun, freePort } from './helpers.ts';
 
 const agora = (args: string[]): Promise<CliRun> => agoraCli(args, 60_000);
 
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** An HTTP app that answers with its version and pid, and a fast health check on the same port. */
 function webApp(id: string, servicePort: number, greeting: string) {

@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AppDefinition } from '../../frameworks/services/app-definition.ts';
 import { ServicePortProxy } from '../../frameworks/services/proxy.ts';
 import type { AppStatus, Endpoint, ServicesApi, ServicesEvent } from '../../frameworks/services/service-api.ts';
-import { waitFor } from './helpers.ts';
+import { waitFor, freePort } from './helpers.ts';
 
 /** Stand-in for the scheduler: only what the proxy reads. */
 class FakeServicesApi implements Pick<ServicesApi, 'listApps' | 'getApp' | 'endpoints' | 'subscribe'> {
@@ -70,14 +70,6 @@ async function startEcho(): Promise<{ server: Server; port: number }> {
   return { server, port: (server.address() as { port: number }).port };
 }
 
-/** A loopback port nobody listens on (bound, then released). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** Connects to the service port; resolves with what came back and whether the proxy closed it without data. */
 function request(port: number, send?: string): Promise<{ data: string; error?: string }> {
