@@ -12,6 +12,6 @@
  * await followDeployment(client, deployment, (d) => console.log(d.progress));
  * ```
  */
-export { HttpError, MAX_BODY_BYTES } from './body.ts';
+export { HttpError, MAX_BODY_BYTES } from '../../sdk/http/body.ts';
 export { followDeployment, ServicesClient, ServicesHttpError, ServicesUnreachableError, type DeploymentOutcome } from './client.ts';
 export { ROUTES, startServicesHttp, type ServicesHttp, type ServicesHttpOptions } from './server.ts';

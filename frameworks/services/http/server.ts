@@ -12,8 +12,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Logger } from 'pino';
 import { AppDefinitionError, validateAppDefinition } from '../parse-app-definition.ts';
 import { ServicesError, type ServicesApi, type ServicesEvent } from '../service-api.ts';
-import { HttpError, MAX_BODY_BYTES, parseBody, readBody } from './body.ts';
-import { SseStream } from './sse.ts';
+import { HttpError, MAX_BODY_BYTES, parseBody, readBody } from '../../sdk/http/body.ts';
+import { SseStream } from '../../sdk/http/sse.ts';
 
 export interface ServicesHttpOptions {
   api: ServicesApi;

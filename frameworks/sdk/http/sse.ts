@@ -1,7 +1,7 @@
 /**
  * Server-sent events: one stream per client, with comment heartbeats so proxies and clients can
  * tell a quiet stream from a dead one. A client too slow to keep up is cut off (it reconnects)
- * rather than letting its backlog grow without bound.
+ * rather than letting its backlog grow without bound. Used by the services and batch APIs.
  */
 import type { ServerResponse } from 'node:http';
 

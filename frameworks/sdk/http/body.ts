@@ -1,11 +1,12 @@
 /**
- * Request bodies for the services API: read with a size limit, parsed as JSON or YAML by
- * content-type. Problems become an HttpError the router turns into a status code, never a crash.
+ * Request bodies for the frameworks' HTTP APIs (services, batch): read with a size limit, parsed as
+ * JSON or YAML by content-type. Problems become an HttpError the router turns into a status code,
+ * never a crash.
  */
 import type { IncomingMessage } from 'node:http';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 
-/** 1 MiB: an app definition is a few KB; anything near this is a mistake or an attack. */
+/** 1 MiB: an app definition or a job spec is a few KB; anything near this is a mistake or an attack. */
 export const MAX_BODY_BYTES = 1024 * 1024;
 
 /** A refusal with its status code and a body a person can act on. */
@@ -23,7 +24,7 @@ export class HttpError extends Error {
 export async function readBody(req: IncomingMessage, limitBytes = MAX_BODY_BYTES): Promise<string> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limitBytes) {
-    throw new HttpError(413, `the body is ${declared} bytes; the limit is ${limitBytes} bytes (1 MiB)`);
+    throw new HttpError(413, `the body is ${declared} bytes; the limit is ${describeBytes(limitBytes)}`);
   }
   // Listeners rather than for-await: leaving a for-await destroys the socket, and the client
   // would see a reset instead of the 413.
@@ -35,7 +36,7 @@ export async function readBody(req: IncomingMessage, limitBytes = MAX_BODY_BYTES
       if (size > limitBytes) {
         req.off('data', onData);
         req.pause();
-        reject(new HttpError(413, `the body is over the limit of ${limitBytes} bytes (1 MiB)`));
+        reject(new HttpError(413, `the body is over the limit of ${describeBytes(limitBytes)}`));
         return;
       }
       chunks.push(chunk);
@@ -46,11 +47,15 @@ export async function readBody(req: IncomingMessage, limitBytes = MAX_BODY_BYTES
   });
 }
 
+function describeBytes(bytes: number): string {
+  return bytes % (1024 * 1024) === 0 ? `${bytes} bytes (${bytes / (1024 * 1024)} MiB)` : `${bytes} bytes`;
+}
+
 const YAML_TYPES = new Set(['application/yaml', 'application/x-yaml', 'text/yaml', 'text/x-yaml']);
 
 /**
  * JSON for application/json, YAML for the YAML types; without a content-type, text starting with
- * `{` is JSON and anything else YAML (as `parseAppDefinition` does). An empty body is undefined.
+ * `{` or `[` is JSON and anything else YAML. An empty body is undefined.
  */
 export function parseBody(text: string, contentType: string | undefined): unknown {
   if (text.trim() === '') return undefined;
