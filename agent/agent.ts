@@ -26,6 +26,7 @@ import {
   Reason,
   type AgentMessage,
   type AgentTask,
+  type FileErrorCode,
   type KillPolicy,
   type MasterToAgent,
   type TaskInfo,
@@ -38,6 +39,7 @@ import { ProcessContainerizer } from './containerizers/process.ts';
 import { HealthChecker } from './health/health-checker.ts';
 import { resolveHealthCheck } from './health/health-check-config.ts';
 import { LOOPBACK, probeFor } from './health/probes.ts';
+import { readSandboxFile } from './file-reader.ts';
 import { agentResources } from './resources.ts';
 import { collectSandboxes, DEFAULT_SANDBOX_RETENTION_MS, sandboxPath } from './sandbox.ts';
 import { StatusUpdateManager } from './status-updates.ts';
@@ -263,7 +265,7 @@ export class Agent {
   private serve(connection: Connection<MasterToAgent, AgentMessage>): Promise<void> {
     return new Promise((resolve) => {
       this.connection = connection;
-      connection.onMessage = (message) => this.handle(message);
+      connection.onMessage = (message) => this.handle(message, connection);
       connection.onClose = (code, reason) => {
         this.connection = undefined;
         this.isRegistered = false;
@@ -300,7 +302,7 @@ export class Agent {
     });
   }
 
-  private handle(message: MasterToAgent): void {
+  private handle(message: MasterToAgent, connection: Connection<MasterToAgent, AgentMessage>): void {
     switch (message.type) {
       case 'REGISTERED':
         this.onRegistered(message.agentId, message.masterId);
@@ -318,6 +320,9 @@ export class Agent {
         return;
       case 'SHUTDOWN_FRAMEWORK':
         this.shutdownFramework(message.frameworkId);
+        return;
+      case 'READ_FILE':
+        this.readFile(message, connection);
         return;
       case 'ERROR':
         this.log.error({ code: message.code }, `the master reported an error: ${message.code}: ${message.message}`);
@@ -342,6 +347,38 @@ export class Agent {
     const connection = this.connection;
     if (!connection || !this.id) return;
     connection.send({ type: 'STATUS_UPDATE', status: { ...status, agentId: this.id } });
+  }
+
+  /**
+   * Answers READ_FILE from the task's sandbox: a running task's, or an ended one's until its sandbox
+   * is garbage-collected (the agent forgets ended tasks, but their sandboxes stay where
+   * sandboxPath puts them). The answer goes back on the connection that asked, never a newer one,
+   * whose master would not know the request id.
+   */
+  private readFile(request: Extract<MasterToAgent, { type: 'READ_FILE' }>, connection: Connection<MasterToAgent, AgentMessage>): void {
+    const { requestId, frameworkId, taskId, file, offset, length } = request;
+    const reply = (answer: { data: Uint8Array; size: number } | { error: { code: FileErrorCode; message: string } }) => {
+      if (connection.isOpen) connection.send({ type: 'FILE_DATA', requestId, ...answer });
+    };
+    if (!this.usesSandbox) {
+      reply({ error: { code: 'NOT_FOUND', message: `this agent's ${this.containerizer.name} containerizer keeps no sandboxes, so task ${taskId} has no ${file}` } });
+      return;
+    }
+    const record = this.tasks.get(taskKey(frameworkId, taskId));
+    readSandboxFile({
+      sandboxesRoot: path.join(this.workDir, 'sandboxes'),
+      sandbox: record?.sandbox ?? sandboxPath(this.workDir, frameworkId, taskId),
+      taskId,
+      file,
+      offset,
+      length,
+      starting: record !== undefined && (record.state === 'STAGING' || record.state === 'STARTING'),
+    })
+      .then((result) => {
+        if ('error' in result) this.log.debug({ frameworkId, taskId, file, code: result.error.code }, `cannot serve a file read: ${result.error.message}`);
+        reply(result);
+      })
+      .catch((error: unknown) => reply({ error: { code: 'FAILED', message: `reading the ${file} of task ${taskId} failed: ${(error as Error).message}` } }));
   }
 
   // -------------------------------------------------------------------------------------------

@@ -239,6 +239,24 @@ export const ErrorCode = {
   NOT_REGISTERED: 'NOT_REGISTERED',
 } as const;
 
+/** The files of a task's sandbox that can be read through the master (Mesos' /files/read). */
+export const TASK_FILES = ['stdout', 'stderr'] as const;
+export type TaskFileName = (typeof TASK_FILES)[number];
+
+/** The most bytes one READ_FILE (and one HTTP read through the master) may ask for. */
+export const MAX_FILE_READ_BYTES = 1024 * 1024;
+/**
+ * The most bytes one FILE_DATA carries. A message must fit one frame (MAX_PAYLOAD_BYTES, 1 MiB)
+ * with its envelope, so a larger read is answered short, and the master asks in pieces of this size.
+ */
+export const MAX_FILE_DATA_BYTES = 512 * 1024;
+
+export const FILE_ERROR_CODES = ['NOT_FOUND', 'INVALID', 'FAILED'] as const;
+export type FileErrorCode = (typeof FILE_ERROR_CODES)[number];
+
+/** Correlates a FILE_DATA with its READ_FILE; chosen by the master, opaque to the agent. */
+const requestIdSchema = z.string().min(1).max(100);
+
 // ---------------------------------------------------------------------------------------------
 // scheduler → master
 
@@ -298,6 +316,17 @@ export const agentMessageSchema = z.discriminatedUnion('type', [
     tasks: z.array(agentTaskSchema),
   }),
   z.object({ type: z.literal('STATUS_UPDATE'), status: taskStatusSchema.extend({ uuid: z.string().min(1), agentId: idSchema }) }),
+  /**
+   * The answer to READ_FILE: `data` (at most MAX_FILE_DATA_BYTES; shorter than asked at the end of
+   * the file) and the file's `size` when it was read, or an `error`.
+   */
+  z.object({
+    type: z.literal('FILE_DATA'),
+    requestId: requestIdSchema,
+    data: z.custom<Uint8Array>((value) => value instanceof Uint8Array, 'must be binary data').optional(),
+    size: z.number().int().nonnegative().optional(),
+    error: z.object({ code: z.enum(FILE_ERROR_CODES), message: z.string() }).optional(),
+  }),
   errorSchema,
 ]);
 export type AgentMessage = z.infer<typeof agentMessageSchema>;
@@ -311,6 +340,20 @@ export const masterToAgentSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('ACKNOWLEDGE_UPDATE'), frameworkId: idSchema, taskId: idSchema, uuid: z.string() }),
   /** Kill every task of a framework that was torn down or whose failover timeout passed. */
   z.object({ type: z.literal('SHUTDOWN_FRAMEWORK'), frameworkId: idSchema }),
+  /**
+   * Read part of a task's stdout or stderr from its sandbox (the task may have ended, as long as its
+   * sandbox is still there). Answered by one FILE_DATA with the same `requestId`. An agent older
+   * than this message answers ERROR UNKNOWN_TYPE instead.
+   */
+  z.object({
+    type: z.literal('READ_FILE'),
+    requestId: requestIdSchema,
+    frameworkId: idSchema,
+    taskId: idSchema,
+    file: z.enum(TASK_FILES),
+    offset: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+    length: z.number().int().min(1).max(MAX_FILE_READ_BYTES),
+  }),
   errorSchema,
 ]);
 export type MasterToAgent = z.infer<typeof masterToAgentSchema>;
