@@ -22,13 +22,17 @@ import {
   type TaskRecord,
 } from './cluster/records.ts';
 import { canTransition, unknownStateFor, unreachableStateFor } from './cluster/task-state.ts';
+import { describeAgent, FileReads, TaskFileReadError } from './file-reads.ts';
 import { buildState, type MasterStateJson } from './cluster/state-json.ts';
 import { CloseCode } from './protocol/connection.ts';
 import {
   ErrorCode,
   isTerminal,
+  MAX_FILE_DATA_BYTES,
+  MAX_FILE_READ_BYTES,
   PROTOCOL_VERSION,
   Reason,
+  TASK_FILES,
   type AgentMessage,
   type AgentTask,
   type Filters,
@@ -36,6 +40,7 @@ import {
   type Offer,
   type SchedulerCall,
   type SchedulerEvent,
+  type TaskFileName,
   type TaskInfo,
   type TaskState,
   type TaskStatus,
@@ -62,6 +67,8 @@ export interface MasterOptions {
   minAllocatable?: Resources[];
   /** Completed tasks kept for /state and reconciliation. @default 1000 */
   completedTaskHistory?: number;
+  /** How long a read of a task's stdout/stderr waits for each answer from its agent. @default 10_000 */
+  fileReadTimeoutMs?: number;
   logger?: Logger;
 }
 
@@ -73,7 +80,21 @@ const DEFAULTS = {
   recoveredFrameworkTimeoutMs: 600_000,
   defaultRefuseSeconds: 5,
   completedTaskHistory: 1000,
+  fileReadTimeoutMs: 10_000,
 };
+
+/** Reads of task files in flight per agent connection (see FileReadsOptions.maxPerAgent). */
+const MAX_FILE_READS_PER_AGENT = 16;
+
+/** Part of a task's stdout or stderr, read through the master. */
+export interface TaskFileRead {
+  data: Buffer;
+  /** The file's size when it was read (a running task's file grows). */
+  size: number;
+  /** Where `data` starts in the file. */
+  offset: number;
+  agentId: string;
+}
 
 export interface CompletedTask {
   frameworkId: string;
@@ -110,6 +131,7 @@ export class Master {
   private allocationScheduled = false;
   private offerCounter = 0;
   private readonly timers: NodeJS.Timeout[] = [];
+  private readonly fileReads: FileReads;
   private closed = false;
 
   constructor(options: MasterOptions = {}) {
@@ -120,6 +142,7 @@ export class Master {
       ...(options.minAllocatable ? { minAllocatable: options.minAllocatable } : {}),
     });
     this.completedTasks = new History(this.options.completedTaskHistory, (t) => completedKey(t.frameworkId, t.taskId));
+    this.fileReads = new FileReads(this.id.slice(0, 8), { timeoutMs: this.options.fileReadTimeoutMs, maxPerAgent: MAX_FILE_READS_PER_AGENT, log: this.log });
     const cycle = setInterval(() => this.runAllocation(true), this.options.allocationIntervalMs);
     const heartbeat = setInterval(() => this.sendHeartbeats(), this.options.schedulerHeartbeatIntervalMs);
     cycle.unref();
@@ -170,12 +193,22 @@ export class Master {
           }
           this.statusUpdate(agent, message.status);
           return;
+        case 'FILE_DATA':
+          if (!agent) {
+            conn.sendError(ErrorCode.NOT_REGISTERED, 'FILE_DATA before REGISTER: register first');
+            return;
+          }
+          this.fileReads.answer(conn, agent.id, message);
+          return;
         case 'ERROR':
           this.log.warn({ agentId: agent?.id, code: message.code }, `agent reported an error: ${message.message}`);
+          // An agent from before READ_FILE existed refuses it by name; its reads would only time out.
+          if (agent && message.code === ErrorCode.UNKNOWN_TYPE && message.message.includes('"READ_FILE"')) this.fileReads.agentUnsupported(conn, agent);
           return;
       }
     };
     conn.onClose = (code, reason) => {
+      if (agent) this.fileReads.connectionClosed(conn, agent, reason);
       if (agent && agent.conn === conn) this.agentDisconnected(agent, reason, code);
     };
   }
@@ -729,6 +762,59 @@ export class Master {
   }
 
   // -------------------------------------------------------------------------------------------
+  // Task files
+
+  /**
+   * Reads part of a task's stdout or stderr from its agent's sandbox (Mesos' /files/read): of a
+   * live task, or of an ended one the master still remembers, as long as the agent keeps its
+   * sandbox. Asks the agent in pieces of MAX_FILE_DATA_BYTES; stops early at the end of the file.
+   * Throws a TaskFileReadError whose kind says what went wrong.
+   */
+  async readTaskFile(frameworkId: string, taskId: string, file: TaskFileName, offset: number, length: number): Promise<TaskFileRead> {
+    if (!(TASK_FILES as readonly string[]).includes(file)) throw new TaskFileReadError('INVALID', `unknown file "${file}"; a task has ${TASK_FILES.join(' and ')}`);
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new TaskFileReadError('INVALID', `offset must be a whole number of bytes, 0 or more; got ${offset}`);
+    if (!Number.isSafeInteger(length) || length < 1 || length > MAX_FILE_READ_BYTES) {
+      throw new TaskFileReadError('INVALID', `length must be a whole number of bytes from 1 to ${MAX_FILE_READ_BYTES} (1 MiB); got ${length}`);
+    }
+    const agentId = this.agentOfTask(frameworkId, taskId);
+    const agent = this.agents.get(agentId);
+    if (!agent) throw new TaskFileReadError('NOT_FOUND', `task ${taskId} ran on agent ${agentId}, which this master does not know (it has not re-registered since the master started)`);
+    const pieces: Buffer[] = [];
+    let got = 0;
+    let size = 0;
+    while (got < length) {
+      const conn = agent.conn;
+      if (!conn || agent.status !== 'ACTIVE') {
+        const how = agent.status === 'UNREACHABLE' ? 'is unreachable' : 'is not connected to the master';
+        throw new TaskFileReadError('UNAVAILABLE', `agent ${describeAgent(agent)}, which has the sandbox of task ${taskId}, ${how}; it may come back — try again once it has re-registered`);
+      }
+      const want = Math.min(length - got, MAX_FILE_DATA_BYTES);
+      const piece = await this.fileReads.ask({ id: agent.id, hostname: agent.hostname, conn }, { frameworkId, taskId, file, offset: offset + got, length: want });
+      pieces.push(piece.data);
+      got += piece.data.length;
+      size = piece.size;
+      if (piece.data.length < want) break; // the end of the file
+    }
+    return { data: pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces), size, offset, agentId };
+  }
+
+  /** The agent a task runs or ran on, from the live tasks or the completed-task history. */
+  private agentOfTask(frameworkId: string, taskId: string): string {
+    const framework = this.frameworks.get(frameworkId);
+    const live = framework?.tasks.get(taskId);
+    if (live) return live.agentId;
+    const ended = this.completedTasks.get(completedKey(frameworkId, taskId));
+    if (ended) return ended.agentId;
+    if (!framework && !this.completedFrameworks.find((f) => f.id === frameworkId)) {
+      throw new TaskFileReadError('NOT_FOUND', `unknown framework ${frameworkId}; GET /state lists the frameworks this master knows`);
+    }
+    throw new TaskFileReadError(
+      'NOT_FOUND',
+      `framework ${frameworkId} has no task ${taskId} (the master remembers live tasks and the last ${this.options.completedTaskHistory} ended ones)`,
+    );
+  }
+
+  // -------------------------------------------------------------------------------------------
   // Allocation and offers
 
   /** Asks for an allocation cycle soon, over one agent or all; requests in one turn are batched. */
@@ -826,6 +912,7 @@ export class Master {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.fileReads.close();
     for (const timer of this.timers) clearInterval(timer);
     for (const offer of this.offers.values()) offer.timer?.clear();
     for (const framework of this.frameworks.values()) {

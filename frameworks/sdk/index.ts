@@ -89,3 +89,4 @@ export {
   type StoreWrite,
   type WriteOptions,
 } from './store/index.ts';
+export { readTaskFile, masterHttpUrl, MasterUnreachableError, TaskFileError, TASK_FILES, MAX_FILE_READ_BYTES, type ReadTaskFileOptions, type TaskFileChunk, type TaskFileName } from './task-files.ts';

@@ -1,5 +1,6 @@
 /**
- * The master's network edge: one HTTP server for the operator API and the two WebSocket endpoints.
+ * The master's network edge: one HTTP server for the operator API (GET /health, GET /state, and
+ * tasks' stdout/stderr, see task-files.ts) and the two WebSocket endpoints.
  *
  * WebSockets are accepted through the HTTP `upgrade` event (ws `noServer`), so one port serves
  * everything and unknown paths are refused before any WebSocket is made.
@@ -10,6 +11,7 @@ import { WebSocketServer } from 'ws';
 import { Master, type MasterOptions } from '../master.ts';
 import { Endpoint, Inbound, MAX_PAYLOAD_BYTES, WsConnection } from '../protocol/index.ts';
 import type { AgentMessage, MasterToAgent, SchedulerCall, SchedulerEvent } from '../protocol/messages.ts';
+import { isTaskFilePath, serveTaskFile, TASK_FILE_ROUTE } from './task-files.ts';
 
 export interface MasterServerOptions extends MasterOptions {
   host?: string;
@@ -80,15 +82,22 @@ export async function startMasterServer(options: MasterServerOptions = {}): Prom
 }
 
 function handleHttp(master: Master, req: IncomingMessage, res: ServerResponse): void {
-  const path = (req.url ?? '/').split('?')[0];
+  const [path = '/', rawQuery = ''] = (req.url ?? '/').split('?', 2);
   if (req.method !== 'GET') return sendJson(res, 405, { error: `${req.method} is not supported here; use GET` });
+  if (isTaskFilePath(path)) {
+    // Ids are decoded per path segment there, so the path is passed on still encoded.
+    serveTaskFile(master, path, new URLSearchParams(rawQuery), res).catch((error: unknown) => {
+      if (!res.headersSent) sendJson(res, 500, { error: `reading a task file failed inside the master: ${(error as Error).message}` });
+    });
+    return;
+  }
   switch (path) {
     case '/health':
       return sendJson(res, 200, { status: 'ok', masterId: master.id });
     case '/state':
       return sendJson(res, 200, master.state());
     default:
-      return sendJson(res, 404, { error: `no such endpoint ${path}; try /state or /health` });
+      return sendJson(res, 404, { error: `no such endpoint ${path}; try /state, /health or ${TASK_FILE_ROUTE}` });
   }
 }
 
