@@ -906,6 +906,10 @@ export class Master {
     return this.allocator.dominantShare(frameworkId);
   }
 
+  isSuppressed(frameworkId: string): boolean {
+    return this.allocator.isSuppressed(frameworkId);
+  }
+
   state(): MasterStateJson {
     return buildState(this);
   }

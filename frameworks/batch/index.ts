@@ -85,3 +85,18 @@ export {
   type LatestRunLookup,
   type RunSummary,
 } from './dependencies.ts';
+export {
+  BatchError,
+  type BatchApi,
+  type BatchEvent,
+  type JobView,
+  type ListRunsOptions,
+  type RunSummary as RunSummaryView,
+  type RunTaskView,
+  type RunTrigger,
+  type RunView,
+  type TaskAttemptView,
+  type TaskLogChunk,
+  type TaskLogFile,
+  type TaskLogRequest,
+} from './batch-api.ts';

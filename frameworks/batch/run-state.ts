@@ -71,7 +71,9 @@ export type RunEvent =
   | { type: 'launched'; taskId: string; agentId?: string; atMs: number }
   /** A task status update from the master (delivered at least once; stale ones are ignored). */
   | { type: 'status'; taskId: string; state: TaskState; exitCode?: number; agentId?: string; message?: string; atMs: number }
-  | { type: 'cancel'; atMs: number; reason?: string };
+  | { type: 'cancel'; atMs: number; reason?: string }
+  /** Ends a run that has launched nothing, as failed (e.g. a dependency that can never hold). */
+  | { type: 'abandon'; atMs: number; reason: string };
 
 export interface LaunchRequest {
   index: number;
@@ -96,6 +98,16 @@ export interface RunStep {
 
 /** A kill not answered by a terminal status within this long is asked for again. */
 export const KILL_RETRY_MS = 10_000;
+
+/**
+ * Attempts lost through no fault of the task (its agent died, the master never heard of it, the
+ * offer was gone) are tried again without using up a retry, but only this many times per task, so
+ * a task that kills its agent cannot loop forever.
+ */
+export const MAX_LOST_ATTEMPTS = 10;
+
+/** A lost attempt is tried again after this long (the agent may be coming back; do not spin). */
+export const LOST_RETRY_DELAY_MS = 1_000;
 
 export interface CreateRunOptions {
   id: string;
@@ -164,6 +176,8 @@ export function applyRunEvent(run: Run, event: RunEvent): Run {
   switch (event.type) {
     case 'cancel':
       return cancelRun(run, event.atMs, event.reason);
+    case 'abandon':
+      return abandonRun(run, event.atMs, event.reason);
     case 'launched':
       return recordLaunch(run, event);
     case 'status':
@@ -175,6 +189,12 @@ function cancelRun(run: Run, atMs: number, reason = 'cancelled'): Run {
   if (isRunDone(run) || run.cancelRequestedAtMs !== undefined) return run;
   const tasks = run.tasks.map((task) => (task.state === 'pending' ? { ...task, state: 'cancelled' as const } : task));
   return settle({ ...run, tasks, cancelRequestedAtMs: atMs, reason }, atMs);
+}
+
+function abandonRun(run: Run, atMs: number, reason: string): Run {
+  if (isRunDone(run) || run.tasks.some((t) => t.state === 'active')) return run;
+  const tasks = run.tasks.map((task) => (task.state === 'pending' ? { ...task, state: 'cancelled' as const } : task));
+  return { ...run, tasks, state: 'failed', finishedAtMs: atMs, reason };
 }
 
 function locate(run: Run, taskId: string): { position: number; task: RunTask; attempt: number } | undefined {
@@ -214,13 +234,15 @@ function outcomeOf(state: TaskState, exitCode: number | undefined, attempt: Atte
     case 'LOST':
     case 'DROPPED':
     case 'GONE':
+    // To a framework that is not partition-aware, the master says UNKNOWN only when it has never
+    // heard of the task (reconciliation after a launch that did not arrive): it is not running.
+    case 'UNKNOWN':
       return 'lost';
     case 'STAGING':
     case 'STARTING':
     case 'RUNNING':
     case 'KILLING':
     case 'UNREACHABLE':
-    case 'UNKNOWN':
       return undefined;
   }
 }
@@ -250,10 +272,18 @@ function recordStatus(run: Run, event: Extract<RunEvent, { type: 'status' }>): R
   let next: RunTask;
   if (outcome === 'succeeded') next = { ...task, state: 'succeeded', attempts };
   else if (run.cancelRequestedAtMs !== undefined) next = { ...task, state: 'cancelled', attempts };
-  else if (attempts.length <= run.retries.count) {
-    next = { ...task, state: 'pending', attempts, notBeforeMs: event.atMs + retryDelayMs(run.retries, attempts.length) };
+  else if (outcome === 'lost') {
+    const lost = attempts.filter((a) => a.outcome === 'lost').length;
+    next = lost <= MAX_LOST_ATTEMPTS ? { ...task, state: 'pending', attempts, notBeforeMs: event.atMs + LOST_RETRY_DELAY_MS } : { ...task, state: 'failed', attempts };
+  } else if (failures(attempts) <= run.retries.count) {
+    next = { ...task, state: 'pending', attempts, notBeforeMs: event.atMs + retryDelayMs(run.retries, failures(attempts)) };
   } else next = { ...task, state: 'failed', attempts };
   return settle(withTask(run, position, next), event.atMs);
+}
+
+/** Attempts that count against the retries: every ended one but those lost. */
+function failures(attempts: readonly Attempt[]): number {
+  return attempts.filter((a) => a.outcome !== undefined && a.outcome !== 'lost' && a.outcome !== 'succeeded').length;
 }
 
 function replaceAt<T>(items: readonly T[], at: number, item: T): T[] {

@@ -44,7 +44,10 @@ export interface SchedulerHandlers {
   /** Offers not accepted or declined by the time this returns (or its promise settles) are declined. */
   offers?(offers: Offer[], driver: SchedulerDriver): void | Promise<void>;
   rescinded?(offerId: string, driver: SchedulerDriver): void | Promise<void>;
-  /** The driver acknowledges the update after this returns; throw to have it re-sent instead. */
+  /**
+   * The driver acknowledges the update after this returns; throw to have it re-sent instead. With
+   * `acknowledgements: 'explicit'` the scheduler calls `driver.acknowledge(status)` itself, later.
+   */
   update?(status: TaskStatus, driver: SchedulerDriver): void | Promise<void>;
   /** An agent was lost; its tasks' fates arrive as status updates. */
   failure?(agentId: string, driver: SchedulerDriver): void | Promise<void>;
@@ -70,6 +73,12 @@ export interface SchedulerDriverOptions {
   subscribeTimeoutMs?: number;
   /** @default pino at level `process.env.AGORA_LOG_LEVEL ?? 'info'`, to stderr */
   logger?: Logger;
+  /**
+   * 'after-handler': each update is acknowledged once its handler returns. 'explicit': the scheduler
+   * calls `acknowledge(status)` when it has made the update durable — so it can persist many updates
+   * in one write (group commit) instead of making every update wait for its own. @default 'after-handler'
+   */
+  acknowledgements?: 'after-handler' | 'explicit';
 }
 
 /** Master error codes after which re-subscribing cannot succeed. */
@@ -471,7 +480,7 @@ export class SchedulerDriver {
     } finally {
       this.updateInProgress = undefined;
     }
-    if (tracked && !tracked.acknowledged) this.acknowledge(status);
+    if (tracked && !tracked.acknowledged && this.options.acknowledgements !== 'explicit') this.acknowledge(status);
   }
 
   private declineLeftovers(offers: Offer[], generation: number): void {

@@ -388,6 +388,11 @@ export class Allocator {
     return this.roles.get(framework.role)!.frameworks.share(frameworkId);
   }
 
+  /** Whether the framework asked for no offers (SUPPRESS) and has not revived since. */
+  isSuppressed(frameworkId: string): boolean {
+    return this.frameworks.get(frameworkId)?.suppressed ?? false;
+  }
+
   /** The role's dominant share of the cluster, over all its frameworks (unweighted). */
   roleShare(role: string): number {
     return this.roleSorter.share(role);

@@ -27,6 +27,8 @@ export interface FrameworkStateJson {
   failoverTimeoutMs: number;
   registeredAtMs: number;
   dominantShare: number;
+  /** It asked for no offers (SUPPRESS) until it revives. */
+  suppressed: boolean;
   taskCount: number;
   offerCount: number;
 }
@@ -79,6 +81,7 @@ export function buildState(master: Master): MasterStateJson {
       failoverTimeoutMs: framework.info.failoverTimeoutMs ?? 0,
       registeredAtMs: framework.registeredAtMs,
       dominantShare: master.dominantShare(framework.id),
+      suppressed: master.isSuppressed(framework.id),
       taskCount: framework.tasks.size,
       offerCount: framework.offers.size,
     });

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { retriesSchema } from '../../frameworks/batch/job-spec.ts';
-import { applyRunEvent, createRun, parseTaskId, retryDelayMs, runCounts, stepRun, taskIdFor, type Run, type RunEvent } from '../../frameworks/batch/run-state.ts';
+import { applyRunEvent, createRun, LOST_RETRY_DELAY_MS, MAX_LOST_ATTEMPTS, parseTaskId, retryDelayMs, runCounts, stepRun, taskIdFor, type Run, type RunEvent } from '../../frameworks/batch/run-state.ts';
 
 const NO_RETRIES = retriesSchema.parse({});
 
@@ -120,6 +120,36 @@ describe('run state', () => {
 
   it('an empty run is done at once', () => {
     expect(run({ indices: [] }).state).toBe('succeeded');
+  });
+
+  it('tries a lost attempt again without using up a retry, but not forever', () => {
+    let r = launchAll(run({ indices: [0], maxRunning: 1, retries: retriesSchema.parse({ count: 1, backoffSeconds: 5 }) }), 0);
+    // The master never heard of it (UNKNOWN after reconciliation) or its agent died (LOST).
+    r = applyRunEvent(r, status(taskIdFor('job-1', 0, 1), 'UNKNOWN', 100));
+    expect(r.tasks[0]).toMatchObject({ state: 'pending', notBeforeMs: 100 + LOST_RETRY_DELAY_MS });
+    expect(r.tasks[0]!.attempts[0]!.outcome).toBe('lost');
+    r = launchAll(r, 100 + LOST_RETRY_DELAY_MS);
+    r = applyRunEvent(r, status(taskIdFor('job-1', 0, 2), 'FINISHED', 2000, 1));
+    // The one real failure uses the one retry, after the usual backoff.
+    expect(r.tasks[0]).toMatchObject({ state: 'pending', notBeforeMs: 2000 + 5000 });
+    let t = 7000;
+    for (let i = 0; i <= MAX_LOST_ATTEMPTS; i++) {
+      r = launchAll(r, t);
+      const live = r.tasks[0]!.attempts.at(-1)!;
+      r = applyRunEvent(r, status(live.taskId, 'LOST', t + 1));
+      t += 10_000;
+    }
+    expect(r.state).toBe('failed');
+    expect(r.tasks[0]!.attempts.filter((a) => a.outcome === 'lost')).toHaveLength(MAX_LOST_ATTEMPTS + 1);
+  });
+
+  it('abandons a run that launched nothing, as failed with the reason', () => {
+    const r = applyRunEvent(run(), { type: 'abandon', atMs: 5, reason: 'dependency never satisfied: x' });
+    expect(r).toMatchObject({ state: 'failed', finishedAtMs: 5, reason: 'dependency never satisfied: x' });
+    expect(runCounts(r)).toMatchObject({ cancelled: 3, pending: 0 });
+    // Not once it has launched something: that run ends through its tasks.
+    const started = launchAll(run(), 0);
+    expect(applyRunEvent(started, { type: 'abandon', atMs: 5, reason: 'x' })).toBe(started);
   });
 
   it('retry delays grow by the factor up to the cap', () => {

@@ -1,0 +1,62 @@
+/**
+ * The batch framework's composition root: a store and the scheduler on the SDK driver, exposing
+ * the `BatchApi` the HTTP API and CLI are written against.
+ *
+ * ```ts
+ * const batch = await startBatchFramework({ master: 'ws://127.0.0.1:5050', store: 'redis://127.0.0.1:6379' });
+ * await batch.api.putJob(parseJobSpec('id: render\ncmd: ./render.sh $AGORA_TASK_INDEX\narray: 0-99%10'));
+ * const run = await batch.api.triggerRun('render');
+ * ```
+ *
+ * Restarting with the same store resumes the same framework (its id is stored), reconciles every
+ * attempt that was open and carries on with the runs in progress; schedules fire once per slot.
+ */
+import { pino, type Logger } from 'pino';
+import { openStore, type Store } from '../sdk/index.ts';
+import type { BatchApi } from './batch-api.ts';
+import { BatchScheduler, type BatchSchedulerOptions } from './scheduler.ts';
+
+export interface BatchFrameworkOptions {
+  /** The master's base URL, e.g. ws://127.0.0.1:5050. */
+  master: string;
+  /** A store URL (see openStore): a directory, file://…, redis://… or memory:. The namespace is the framework name. @default '.agora' (→ .agora/batch) */
+  store?: string;
+  /** The framework name, also the store namespace. @default 'batch' */
+  name?: string;
+  logger?: Logger;
+  /** Tuning, mostly for tests. */
+  scheduler?: Partial<Pick<BatchSchedulerOptions, 'declineRefuseSeconds' | 'reconcileTimeoutMs' | 'failoverTimeoutMs' | 'reconnect' | 'role' | 'retention' | 'now'>>;
+}
+
+export interface BatchFramework {
+  api: BatchApi;
+  /** The scheduler itself, for tests that move a fake clock (`tick()`). */
+  scheduler: BatchScheduler;
+  frameworkId: string;
+  /** Disconnects and closes the store; the tasks keep running for the failover timeout (a restart resumes them). */
+  close(): Promise<void>;
+}
+
+export async function startBatchFramework(options: BatchFrameworkOptions): Promise<BatchFramework> {
+  const name = options.name ?? 'batch';
+  const logger = options.logger ?? pino({ name: 'agora-batch', level: process.env.AGORA_LOG_LEVEL ?? 'info' }, pino.destination(2));
+  const store: Store = await openStore(options.store ?? '.agora', { namespace: name });
+  const scheduler = new BatchScheduler({ master: options.master, store, name, logger, ...options.scheduler });
+  let frameworkId: string;
+  try {
+    frameworkId = await scheduler.start();
+  } catch (error) {
+    await scheduler.close().catch(() => undefined);
+    await store.close().catch(() => undefined);
+    throw error;
+  }
+  return {
+    api: scheduler,
+    scheduler,
+    frameworkId,
+    async close() {
+      await scheduler.close();
+      await store.close();
+    },
+  };
+}
