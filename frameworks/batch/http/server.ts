@@ -52,7 +52,7 @@ export const ROUTES = [
   'POST   /v1/jobs/{id}/runs              (starts a run now)',
   'GET    /v1/jobs/{id}/runs[?active=true&limit=N]',
   'GET    /v1/runs[?job={id}&active=true&limit=N]',
-  'GET    /v1/runs/{runId}',
+  'GET    /v1/runs/{runId}[?summary=true]  (summary: without the tasks)',
   'POST   /v1/runs/{runId}/cancel',
   'DELETE /v1/runs/{runId}                (cancels)',
   'GET    /v1/runs/{runId}/tasks',
@@ -190,7 +190,11 @@ async function routeRuns(ctx: Context, r: Request, path: string[]): Promise<void
   const [runId, sub, index, leaf, ...more] = path as [string, ...string[]];
   if (sub === undefined) {
     return only(r, ['GET', 'DELETE'], async () => {
-      if (r.method === 'GET') return sendJson(res, 200, await needRun(api, runId));
+      if (r.method === 'GET') {
+        const run = await needRun(api, runId);
+        // A big array's view is megabytes; followers polling for progress only need the summary.
+        return sendJson(res, 200, booleanParam(r.query, 'summary') ? summaryOf(run) : run);
+      }
       return cancel(api, r, runId);
     });
   }
