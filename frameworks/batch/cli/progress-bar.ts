@@ -117,7 +117,7 @@ export class ProgressReporter {
     const input = this.latest;
     if (!input) return;
     const now = this.now();
-    const width = Math.max(20, (this.options.width?.() ?? 80) - 1);
+    const width = Math.max(20, (this.options.width?.() || 80) - 1); // a pseudo-terminal may say 0 columns
     if (this.options.tty) {
       this.options.write(`\r${renderProgress(input, now - this.startedAtMs, width)}\x1b[K`);
       this.drawn = true;

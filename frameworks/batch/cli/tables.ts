@@ -1,7 +1,7 @@
 /** What `agora job list`, `runs` and `status` print: plain text from the API's views. */
 import type { JobView, RunSummary, RunTaskView, RunView, TaskAttemptView } from '../batch-api.ts';
 import type { RunTaskState } from '../run-state.ts';
-import { formatDuration, formatElapsed, formatInstant, formatRelative, table, truncate } from './format.ts';
+import { formatDuration, formatInstant, formatRelative, table, truncate } from './format.ts';
 import { describeCounts } from './progress-bar.ts';
 
 /** JOB, SCHEDULE, NEXT, LATEST RUN, STATE, ACTIVE. */
@@ -34,7 +34,7 @@ export function runsTable(runs: readonly RunSummary[], nowMs: number, detailWidt
       `${run.counts.succeeded}/${run.tasks}`,
       String(run.counts.failed),
       formatRelative(run.createdAtMs, nowMs),
-      duration === undefined ? '-' : formatElapsed(duration),
+      duration === undefined ? '-' : formatDuration(duration),
       truncate(run.reason ?? run.waiting ?? '', detailWidth),
     ];
   });
@@ -48,7 +48,7 @@ export function runHeader(run: RunSummary, nowMs: number): string {
   if (run.startedAtMs !== undefined) times.push(`started ${formatInstant(run.startedAtMs)}`);
   if (run.finishedAtMs !== undefined) times.push(`finished ${formatInstant(run.finishedAtMs)}`);
   const duration = runDurationMs(run, nowMs);
-  if (duration !== undefined) times.push(`${run.finishedAtMs === undefined ? 'running for' : 'took'} ${formatElapsed(duration)}`);
+  if (duration !== undefined) times.push(`${run.finishedAtMs === undefined ? 'running for' : 'took'} ${formatDuration(duration)}`);
   out.push(times.join(' · '));
   if (run.reason) out.push(`reason: ${run.reason}`);
   if (run.waiting) out.push(`waiting: ${run.waiting}`);
