@@ -256,6 +256,9 @@ describe('batch HTTP API over the real scheduler and a real cluster', () => {
       expect(page.headers.get('x-agora-file-size')).toBe('3');
       const rest = await call('GET', `/v1/runs/${runId}/tasks/0/logs?offset=2`);
       expect(rest.body).toBe('\n');
+      const capped = await call('GET', `/v1/runs/${runId}/tasks/0/logs?length=99999999`);
+      expect(capped.status, JSON.stringify(capped.body)).toBe(200);
+      expect(capped.body).toBe('hi\n');
       const past = await call('GET', `/v1/runs/${runId}/tasks/0/logs?offset=3`);
       expect(past.status).toBe(200);
       expect(past.body).toBe('');
@@ -310,7 +313,8 @@ describe('batch HTTP API over the real scheduler and a real cluster', () => {
         [`/v1/runs/${runId}/tasks/0/logs?file=foo`, /file must be stdout or stderr, got "foo"/],
         [`/v1/runs/${runId}/tasks/0/logs?attempt=0`, /attempt must be a whole number, 1 or more/],
         [`/v1/runs/${runId}/tasks/0/logs?offset=-5`, /offset must be a whole number, 0 or more/],
-        [`/v1/runs/${runId}/tasks/0/logs?length=lots`, /length must be a whole number, 0 or more/],
+        [`/v1/runs/${runId}/tasks/0/logs?length=lots`, /length must be a whole number, 1 or more/],
+        [`/v1/runs/${runId}/tasks/0/logs?length=0`, /length must be a whole number, 1 or more/],
         ['/v1/events?type=run,nope', /type must be a comma-separated list of job_changed, run, task, schedule_skipped; "nope" is not one/],
         ['/v1/jobs/http.echo?force=perhaps', /./], // GET ignores force
       ];

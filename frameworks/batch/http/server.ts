@@ -61,6 +61,9 @@ export const ROUTES = [
   'GET    /v1/events[?run={runId}|job={id}&type=run,task,job_changed,schedule_skipped]  (server-sent events)',
 ];
 
+/** The most a task log read returns (TaskLogRequest.length's cap). */
+const MAX_LOG_CHUNK_BYTES = 1024 * 1024;
+
 const EVENT_TYPES: ReadonlyArray<BatchEvent['type']> = ['job_changed', 'run', 'task', 'schedule_skipped'];
 const LOG_FILES: readonly TaskLogFile[] = ['stdout', 'stderr'];
 
@@ -220,8 +223,8 @@ async function routeRuns(ctx: Context, r: Request, path: string[]): Promise<void
     if (attempt !== undefined) request.attempt = attempt;
     const offset = numberParam(r.query, 'offset', 0, '0');
     if (offset !== undefined) request.offset = offset;
-    const length = numberParam(r.query, 'length', 0, '1 MiB');
-    if (length !== undefined) request.length = length;
+    const length = numberParam(r.query, 'length', 1, '1 MiB');
+    if (length !== undefined) request.length = Math.min(length, MAX_LOG_CHUNK_BYTES); // the contract's cap
     const chunk = await api.taskLog(runId, taskIndex, request);
     res.writeHead(200, {
       'content-type': 'application/octet-stream',
