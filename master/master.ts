@@ -46,7 +46,7 @@ import {
   type TaskStatus,
 } from './protocol/messages.ts';
 import { add, equals, type Resources } from './protocol/resources.ts';
-import { startTimer } from './timer.ts';
+import { startTimer, type Timer } from './timer.ts';
 
 export interface MasterOptions {
   /** Unused offers are rescinded after this long. @default 60_000 */
@@ -118,6 +118,10 @@ export interface CompletedFramework {
 export class Master {
   readonly id = randomUUID();
   readonly startedAtMs = Date.now();
+  /** Reconciliation requests held while agents may still re-register after a master restart: framework → task → agent. */
+  private readonly deferredReconciliations = new Map<string, Map<string, string | undefined>>();
+  private deferredReconciliationTimer: Timer | undefined;
+  private deferralDisabled = false;
   readonly options: typeof DEFAULTS & MasterOptions;
   private readonly log: Logger;
   private readonly allocator: Allocator;
@@ -433,6 +437,7 @@ export class Master {
     const conn = framework.conn;
     if (!conn) return;
     const now = Date.now();
+    const recovering = !this.deferralDisabled && now < this.startedAtMs + this.options.agentReregisterTimeoutMs;
     if (tasks.length === 0) {
       for (const task of framework.tasks.values()) conn.send({ type: 'UPDATE', status: this.reconciledStatus(task, now) });
       return;
@@ -449,8 +454,51 @@ export class Master {
         continue;
       }
       const agent = agentId ? this.agents.get(agentId) : undefined;
+      if (!agent && recovering) {
+        // Just (re)started, this master has not heard from every agent yet: "unknown" would make
+        // the scheduler relaunch a task that is running fine. Mesos holds the answer until the
+        // agent re-registers or the re-registration timeout passes; so do we.
+        this.deferReconciliation(framework.id, taskId, agentId);
+        continue;
+      }
       const state = agent?.status === 'UNREACHABLE' ? unreachableStateFor(framework.partitionAware) : unknownStateFor(framework.partitionAware);
       this.sendMasterUpdate(framework, taskId, agentId, state, Reason.RECONCILIATION, 'the master does not know this task');
+    }
+  }
+
+  private deferReconciliation(frameworkId: string, taskId: string, agentId: string | undefined): void {
+    let tasks = this.deferredReconciliations.get(frameworkId);
+    if (!tasks) this.deferredReconciliations.set(frameworkId, (tasks = new Map()));
+    tasks.set(taskId, agentId);
+    this.deferredReconciliationTimer ??= startTimer(this.startedAtMs + this.options.agentReregisterTimeoutMs - Date.now(), () => {
+      this.deferredReconciliationTimer = undefined;
+      this.answerDeferredReconciliations(() => true);
+    });
+  }
+
+  /** Answers the held reconciliation requests `which` selects (now that their agent is back, or time is up). */
+  private answerDeferredReconciliations(which: (taskId: string, agentId: string | undefined, framework: FrameworkRecord) => boolean): void {
+    for (const [frameworkId, tasks] of this.deferredReconciliations) {
+      const framework = this.frameworks.get(frameworkId);
+      const answer: { taskId: string; agentId?: string }[] = [];
+      for (const [taskId, agentId] of tasks) {
+        if (framework && !which(taskId, agentId, framework)) continue;
+        tasks.delete(taskId);
+        answer.push({ taskId, ...(agentId !== undefined && { agentId }) });
+      }
+      if (tasks.size === 0) this.deferredReconciliations.delete(frameworkId);
+      // Past the window now (or the agent is back), so these are answered, not held again.
+      if (framework && answer.length > 0) this.reconcileNow(framework, answer);
+    }
+  }
+
+  private reconcileNow(framework: FrameworkRecord, tasks: { taskId: string; agentId?: string }[]): void {
+    const held = this.deferralDisabled;
+    this.deferralDisabled = true;
+    try {
+      this.reconcile(framework, tasks);
+    } finally {
+      this.deferralDisabled = held;
     }
   }
 
@@ -559,6 +607,9 @@ export class Master {
     }
     conn.send({ type: 'REGISTERED', agentId: agent.id, masterId: this.id });
     this.reconcileAgentTasks(agent, message.tasks, now);
+    // Held reconciliation requests this agent can now answer: its tasks, and those it did not bring back.
+    const agentId = agent.id;
+    this.answerDeferredReconciliations((taskId, heldAgentId, framework) => heldAgentId === agentId || framework.tasks.has(taskId));
     this.requestAllocation(agent.id);
     return agent;
   }
@@ -917,6 +968,7 @@ export class Master {
   async close(): Promise<void> {
     this.closed = true;
     this.fileReads.close();
+    this.deferredReconciliationTimer?.clear();
     for (const timer of this.timers) clearInterval(timer);
     for (const offer of this.offers.values()) offer.timer?.clear();
     for (const framework of this.frameworks.values()) {
