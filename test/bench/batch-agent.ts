@@ -1,0 +1,39 @@
+/**
+ * Child process of the batch benchmark: one real Agent with the process containerizer, dialling
+ * the master given on the command line, with this machine's detected resources and checkpointing
+ * on — what `agora agent` runs. Its own process, so the agent (and the forks it makes) and the
+ * master + scheduler do not share one event loop.
+ *
+ *   batch-agent.ts MASTER_WS_URL WORK_DIR [auto|off]   (cgroups: 'auto' is the agent's default)
+ *
+ * Prints one JSON line once registered ({"ready":true,"resources":…,"limits":…}) and runs until
+ * SIGTERM, then stops its tasks, removes its work dir and exits.
+ */
+import { rmSync } from 'node:fs';
+import { pino } from 'pino';
+import { Agent } from '../../agent/agent.ts';
+import { ProcessContainerizer } from '../../agent/containerizers/process.ts';
+
+const [masterUrl, workDir, cgroupsMode = 'auto'] = process.argv.slice(2);
+if (!masterUrl || !workDir) throw new Error('usage: batch-agent.ts MASTER_WS_URL WORK_DIR [auto|off]');
+const logger = pino({ level: process.env.AGORA_LOG_LEVEL ?? 'warn' }, pino.destination(2));
+const containerizer = new ProcessContainerizer(cgroupsMode === 'off' ? { cgroups: false } : {});
+const agent = new Agent({ master: masterUrl, workDir, hostname: '127.0.0.1', containerizer, logger });
+
+let stopping = false;
+process.on('SIGTERM', () => {
+  if (stopping) return;
+  stopping = true;
+  void agent
+    .stop({ killTasks: true })
+    .catch(() => undefined)
+    .finally(() => {
+      rmSync(workDir, { recursive: true, force: true });
+      process.exit(0);
+    });
+});
+
+await agent.start();
+await agent.registered();
+const limits = await containerizer.init();
+process.stdout.write(`${JSON.stringify({ ready: true, resources: agent.resources, limits })}\n`);

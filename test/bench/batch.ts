@@ -1,0 +1,259 @@
+/**
+ * Batch throughput: a 500-task array of `true` through the batch framework, from submit to all
+ * done, next to the same array through Slurm in the same run when Slurm answers here
+ * (../shared/peers/slurm-array.sh; ../shared/peers/slurm-up.sh sets up a one-node Slurm).
+ * Targets: ≥ 450 tasks/s and speedup (slurm / agora) ≥ 20.
+ *
+ * What runs: the real master (startMasterServer, in this process), the real batch framework
+ * (startBatchFramework with its default kind of store: a file store, here in a temp dir, fsynced on
+ * every commit; also in this process) and one real Agent with the process containerizer in its own
+ * process (batch-agent.ts), with this machine's detected resources and checkpointing on: what
+ * `agora master`, `agora agent` and the batch scheduler run. The job is what a user would write for
+ * `true`: `cpus: 0.1, mem: 32, array: 0-499`, no throttle — so the agent's cpus bound the tasks in
+ * flight at cpus / 0.1 (20 on two cores).
+ *
+ * Timed from just before putJob to the `run` event that says the run ended (sent once its end is
+ * in the store), after a warm-up run; the figure is the median of 3 runs.
+ *
+ * Headline: the agent's DEFAULT configuration — as root with a writable cgroup hierarchy, every task
+ * gets its own cpu and memory cgroup (mkdir + limit writes, the task's shell joining it, rmdir after).
+ * The same is then measured with per-task cgroups off (`withoutCgroups`), to show what they cost.
+ *
+ * Knobs (environment): BENCH_TASKS (500), BENCH_ROUNDS (3), BENCH_CGROUPS_COMPARE=0 skips the
+ * run without cgroups, BENCH_SLURM=0 skips Slurm, BENCH_PROF=DIR writes CPU profiles of this
+ * process (master + scheduler) and the agent's.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { startMasterServer } from '../../master/http/server.ts';
+import { startBatchFramework, type BatchFramework } from '../../frameworks/batch/main.ts';
+import { validateJobSpec, type RunView } from '../../frameworks/batch/index.ts';
+import { scalar, type Resources } from '../../master/protocol/resources.ts';
+
+const TASKS = Number(process.env.BENCH_TASKS ?? 500);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const TASK_CPUS = 0.1;
+const TASK_MEM = 32;
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const SLURM_ARRAY = path.join(ROOT, '..', 'shared', 'peers', 'slurm-array.sh');
+
+interface AgentInfo {
+  resources: Resources;
+  limits: { enforced: boolean; detail: string };
+}
+
+/** One timed run: wall seconds, and what the run's own record says about where the time went. */
+interface RunFigures {
+  seconds: number;
+  /** Tasks launched and not ended, averaged over the run: Σ(ended − launched) / wall. */
+  meanInFlight: number;
+  /** Per task, scheduler clock: launched (offer taken, attempt written) → RUNNING seen → terminal seen. */
+  launchToRunningMs: { p50: number; p99: number };
+  runningToEndMs: { p50: number; p99: number };
+  /** A task ended → the next task launched on the freed resources: the offer cycle, as the scheduler sees it. */
+  endToNextLaunchMs: { p50: number; p99: number };
+}
+
+interface ConfigFigures {
+  rounds: RunFigures[];
+  median: RunFigures;
+  agent: AgentInfo;
+}
+
+function median<T>(values: T[], key: (v: T) => number): T {
+  const sorted = [...values].sort((a, b) => key(a) - key(b));
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+function percentile(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+function round2(n: number): number {
+  return Math.round(n * 100) / 100;
+}
+
+async function startAgentProcess(masterUrl: string, cgroups: 'auto' | 'off', profDir: string | undefined): Promise<{ info: AgentInfo; stop: () => Promise<void> }> {
+  const worker = fileURLToPath(new URL('./batch-agent.ts', import.meta.url));
+  const workDir = mkdtempSync(path.join(os.tmpdir(), 'agora-batch-bench-agent-'));
+  const child = spawn(process.execPath, [...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), '--import', 'tsx', worker, masterUrl, workDir, cgroups], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, AGORA_LOG_LEVEL: process.env.AGORA_LOG_LEVEL ?? 'warn' },
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  const stop = async () => {
+    child.kill('SIGTERM');
+    await exited;
+    rmSync(workDir, { recursive: true, force: true });
+  };
+  try {
+    const info = await new Promise<AgentInfo>((resolve, reject) => {
+      let output = '';
+      child.stdout.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+        const line = output.split('\n').find((l) => l.startsWith('{"ready"'));
+        if (line) resolve(JSON.parse(line) as AgentInfo);
+      });
+      void exited.then((code) => reject(new Error(`the agent's process exited (${code}) before it registered`)));
+    });
+    return { info, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+/** Submits the job, triggers a run and waits for the event saying it ended. */
+async function timeRun(batch: BatchFramework, jobId: string): Promise<RunFigures> {
+  const spec = validateJobSpec({ id: jobId, cmd: 'true', cpus: TASK_CPUS, mem: TASK_MEM, array: `0-${TASKS - 1}` });
+  const endedAt = new Map<string, number>();
+  let wake: (() => void) | undefined;
+  const unsubscribe = batch.api.subscribe((event) => {
+    if (event.type !== 'run' || event.run.finishedAtMs === undefined || endedAt.has(event.run.id)) return;
+    endedAt.set(event.run.id, performance.now());
+    wake?.();
+  });
+  try {
+    const start = performance.now();
+    await batch.api.putJob(spec);
+    const { id } = await batch.api.triggerRun(jobId);
+    while (!endedAt.has(id)) await new Promise<void>((resolve) => (wake = resolve));
+    const seconds = (endedAt.get(id)! - start) / 1000;
+    const run = (await batch.api.getRun(id))!;
+    if (run.state !== 'succeeded' || run.counts.succeeded !== TASKS) throw new Error(`run ${id} ended ${run.state} ${JSON.stringify(run.counts)}: ${run.reason ?? ''}`);
+    return { seconds, ...anatomy(run, seconds) };
+  } finally {
+    unsubscribe();
+  }
+}
+
+function anatomy(run: RunView, seconds: number): Omit<RunFigures, 'seconds'> {
+  const attempts = run.taskList.flatMap((t) => t.attempts);
+  const toRunning: number[] = [];
+  const toEnd: number[] = [];
+  let busyMs = 0;
+  for (const a of attempts) {
+    if (a.startedAtMs !== undefined) toRunning.push(a.startedAtMs - a.launchedAtMs);
+    if (a.startedAtMs !== undefined && a.endedAtMs !== undefined) toEnd.push(a.endedAtMs - a.startedAtMs);
+    if (a.endedAtMs !== undefined) busyMs += a.endedAtMs - a.launchedAtMs;
+  }
+  // Pair the k-th end with the (first-wave + k)-th launch: the launch its freed resources allowed.
+  const launches = attempts.map((a) => a.launchedAtMs).sort((a, b) => a - b);
+  const ends = attempts.flatMap((a) => (a.endedAtMs !== undefined ? [a.endedAtMs] : [])).sort((a, b) => a - b);
+  const firstWave = launches.filter((t) => t === launches[0]).length;
+  const gaps: number[] = [];
+  for (let k = 0; firstWave + k < launches.length && k < ends.length; k++) gaps.push(Math.max(0, launches[firstWave + k]! - ends[k]!));
+  const pq = (values: number[]) => ({ p50: round2(percentile(values, 50)), p99: round2(percentile(values, 99)) });
+  return { meanInFlight: round2(busyMs / (seconds * 1000)), launchToRunningMs: pq(toRunning), runningToEndMs: pq(toEnd), endToNextLaunchMs: pq(gaps) };
+}
+
+async function throughAgora(cgroups: 'auto' | 'off', label: string): Promise<ConfigFigures> {
+  const quiet = pino({ level: 'error' }, pino.destination(2));
+  const storeDir = mkdtempSync(path.join(os.tmpdir(), 'agora-batch-bench-store-'));
+  const profDir = process.env.BENCH_PROF;
+  const server = await startMasterServer({ port: 0, logger: quiet });
+  let agent: Awaited<ReturnType<typeof startAgentProcess>> | undefined;
+  let batch: BatchFramework | undefined;
+  try {
+    agent = await startAgentProcess(server.wsUrl, cgroups, profDir);
+    batch = await startBatchFramework({ master: server.wsUrl, store: storeDir, logger: quiet });
+    const warmup = await timeRun(batch, 'bench-true');
+    console.log(`  ${label}: warm-up ${warmup.seconds.toFixed(2)} s`);
+    const rounds: RunFigures[] = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      const figures = await timeRun(batch, 'bench-true');
+      rounds.push(figures);
+      console.log(
+        `  ${label}: run ${i + 1}: ${figures.seconds.toFixed(2)} s = ${Math.round(TASKS / figures.seconds)} tasks/s; ` +
+          `in flight ${figures.meanInFlight} on average; launched→RUNNING p50 ${figures.launchToRunningMs.p50} ms, RUNNING→ended p50 ${figures.runningToEndMs.p50} ms, ` +
+          `ended→next launch p50 ${figures.endToNextLaunchMs.p50} ms (p99 ${figures.endToNextLaunchMs.p99})`,
+      );
+    }
+    return { rounds, median: median(rounds, (r) => r.seconds), agent: agent.info };
+  } finally {
+    await batch?.close().catch(() => undefined);
+    await agent?.stop().catch(() => undefined);
+    await server.close();
+    rmSync(storeDir, { recursive: true, force: true });
+  }
+}
+
+function runScript(file: string, args: string[], timeoutMs: number): Promise<{ error: Error | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => execFile(file, args, { timeout: timeoutMs }, (error, stdout, stderr) => resolve({ error, stdout, stderr })));
+}
+
+/** The same array through Slurm, or undefined (saying why) when Slurm does not answer here. */
+async function slurmSeconds(): Promise<number | undefined> {
+  if (process.env.BENCH_SLURM === '0') {
+    console.log('slurm: not measured (BENCH_SLURM=0)');
+    return undefined;
+  }
+  if (!existsSync(SLURM_ARRAY)) {
+    console.log(`slurm: not measured (no ${SLURM_ARRAY})`);
+    return undefined;
+  }
+  const probe = await runScript('sinfo', ['-h'], 10_000);
+  if (probe.error) {
+    console.log(`slurm: not measured (sinfo does not answer: ${(probe.error.message || probe.stderr).split('\n')[0]}; ../shared/peers/slurm-up.sh sets up a one-node Slurm)`);
+    return undefined;
+  }
+  const { error, stdout, stderr } = await runScript('bash', [SLURM_ARRAY, String(TASKS)], 600_000);
+  const match = /slurm_array_seconds=([\d.]+)/.exec(stdout);
+  if (error || !match) {
+    console.log(`slurm: not measured (${(error?.message ?? stderr).split('\n')[0]})`);
+    return undefined;
+  }
+  return Number(match[1]);
+}
+
+export default async function run(_opts: { json: boolean }): Promise<Record<string, unknown>> {
+  console.log(
+    `batch: ${TASKS}-task array of \`true\` (cpus ${TASK_CPUS}, mem ${TASK_MEM}), one agent with this machine's resources, batch store: file store in a temp dir; warm-up + median of ${ROUNDS}`,
+  );
+  const headline = await throughAgora('auto', 'default agent');
+  const cgroupsOn = headline.agent.limits.enforced;
+  const cpus = scalar(headline.agent.resources, 'cpus');
+  const maxInFlight = Math.min(Math.floor(cpus / TASK_CPUS + 1e-9), Math.floor(scalar(headline.agent.resources, 'mem') / TASK_MEM));
+  let without: ConfigFigures | undefined;
+  if (cgroupsOn && process.env.BENCH_CGROUPS_COMPARE !== '0') without = await throughAgora('off', 'cgroups off');
+  const slurm = await slurmSeconds();
+
+  const agoraSeconds = headline.median.seconds;
+  const tasksPerSecond = Math.round(TASKS / agoraSeconds);
+  const speedup = slurm === undefined ? null : round2(slurm / agoraSeconds);
+  const withoutTps = without && Math.round(TASKS / without.median.seconds);
+  console.log(
+    `batch: ${TASKS} tasks through Agora in ${agoraSeconds.toFixed(2)} s = ${tasksPerSecond} tasks/s ` +
+      `(headline: default agent, per-task cgroups ${cgroupsOn ? 'ON' : `off — ${headline.agent.limits.detail}`}; ${maxInFlight} in flight at most = agent cpus ${cpus} / ${TASK_CPUS})` +
+      (without ? `; without per-task cgroups ${without.median.seconds.toFixed(2)} s = ${withoutTps} tasks/s` : '') +
+      (slurm === undefined ? '; Slurm not measured here' : `; Slurm ${slurm.toFixed(2)} s; speedup ${speedup}×`) +
+      ' (targets ≥ 450 tasks/s, speedup ≥ 20)',
+  );
+  const m = headline.median;
+  return {
+    bench: 'batch',
+    tasks: TASKS,
+    agoraSeconds: round2(agoraSeconds),
+    tasksPerSecond,
+    slurmSeconds: slurm === undefined ? null : round2(slurm),
+    speedup,
+    cgroups: cgroupsOn,
+    withoutCgroups: without ? { agoraSeconds: round2(without.median.seconds), tasksPerSecond: withoutTps } : null,
+    rounds: headline.rounds.map((r) => round2(r.seconds)),
+    store: 'file',
+    agentCpus: cpus,
+    taskResources: { cpus: TASK_CPUS, mem: TASK_MEM },
+    maxInFlight,
+    meanInFlight: m.meanInFlight,
+    launchToRunningP50Ms: m.launchToRunningMs.p50,
+    runningToEndP50Ms: m.runningToEndMs.p50,
+    endToNextLaunchP50Ms: m.endToNextLaunchMs.p50,
+    machineCpus: os.availableParallelism(),
+  };
+}
