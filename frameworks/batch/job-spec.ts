@@ -11,7 +11,7 @@ import { ArraySpecError, parseArray, type ArraySpec } from './array-spec.ts';
 
 /** `nightly-report`, `etl.load`: lowercase letters, digits, "-" and "." (Metronome's rule), not at either end. */
 export const jobIdSchema = z
-  .string('must be a string')
+  .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a string') })
   .regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/, 'must be lowercase letters, digits, "-" and "." (not at either end), e.g. nightly-report')
   .max(128, 'must be at most 128 characters');
 export type JobId = z.output<typeof jobIdSchema>;

@@ -27,6 +27,7 @@ import {
   binPack,
   isTerminal,
   MasterRefusedError,
+  MAX_FILE_READ_BYTES,
   ErrorCode,
   readTaskFile,
   SchedulerDriver,
@@ -644,17 +645,19 @@ export class BatchScheduler implements BatchApi {
     this.requestPlan();
   }
 
-  /** Retention: ended runs beyond the count or age limits go (the latest of a job is always kept); all of a deleted job's. */
+  /**
+   * Retention: ended runs beyond the count or age limits go (the latest of a job is always kept).
+   * A deleted job's runs follow the same rule, so whoever follows a run sees how it ended.
+   */
   private prune(jobId: string): void {
     const now = this.now();
-    const jobExists = this.jobs.has(jobId);
     const ended = this.runsOf(jobId)
       .filter((r) => isRunDone(r.run))
       .sort((a, b) => b.run.createdAtMs - a.run.createdAtMs || b.seq - a.seq);
     ended.forEach((stored, position) => {
       const tooMany = position >= this.runsPerJob;
       const tooOld = position > 0 && now - (stored.run.finishedAtMs ?? stored.run.createdAtMs) > this.maxRunAgeMs;
-      if (jobExists && !tooMany && !tooOld) return;
+      if (!tooMany && !tooOld) return;
       this.runs.delete(stored.run.id);
       this.waiting.delete(stored.run.id);
       this.dirtyRuns.delete(stored.run.id);
@@ -804,12 +807,13 @@ export class BatchScheduler implements BatchApi {
     try {
       const chunk = await readTaskFile(this.options.master, frameworkId, attempt.taskId, file, {
         ...(request.offset !== undefined && { offset: request.offset }),
-        ...(request.length !== undefined && { length: request.length }),
+        ...(request.length !== undefined && { length: Math.min(Math.max(1, request.length), MAX_FILE_READ_BYTES) }),
       });
       return { runId, index, attempt: attempt.attempt, taskId: attempt.taskId, file, offset: chunk.offset, data: chunk.data, size: chunk.size, ended: attempt.outcome !== undefined };
     } catch (error) {
       if (error instanceof TaskFileError) {
-        throw new BatchError(error.status === 404 ? 'NOT_FOUND' : error.status === 400 ? 'INVALID' : 'UNAVAILABLE', `${file} of task ${index} (attempt ${attempt.attempt}) of run ${runId}: ${error.message}`);
+        // The master's own words, without its internal URL.
+        throw new BatchError(error.status === 404 ? 'NOT_FOUND' : error.status === 400 ? 'INVALID' : 'UNAVAILABLE', `${file} of task ${index} (attempt ${attempt.attempt}) of run ${runId}: ${error.reason}`);
       }
       throw new BatchError('UNAVAILABLE', `cannot read ${file} of task ${index} of run ${runId}: ${(error as Error).message}`);
     }

@@ -58,7 +58,7 @@ function describeIssue(issue: z.core.$ZodIssue, known: readonly string[]): Field
   }
   if (issue.code === 'invalid_type') {
     const received = /received (\w+)/.exec(issue.message)?.[1];
-    if (received === 'undefined') return [{ field, message: 'is required' }];
+    if (received === 'undefined' || issue.message === 'is required') return [{ field, message: 'is required' }];
     // A schema's own wording ("must be a string (quote numbers)") says more than the generic one.
     if (issue.message.startsWith('must ')) return [{ field, message: issue.message }];
     return [{ field, message: `must be ${article(issue.expected)}${received ? `, got ${article(received)}` : ''}` }];
