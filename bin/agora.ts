@@ -10,6 +10,8 @@ import { pino, type Logger } from 'pino';
 import { runAgent } from '../agent/main.ts';
 import { parsePort, runMaster } from '../master/main.ts';
 import { serveServices } from '../frameworks/services/serve.ts';
+import { serveBatch } from '../frameworks/batch/serve.ts';
+import { registerJobCommands } from '../frameworks/batch/cli/job-command.ts';
 import type { MasterStateJson, TaskStateJson } from '../master/cluster/state-json.ts';
 import { formatResources, scalar, type Resources } from '../master/protocol/resources.ts';
 import { followDeployment, ServicesClient, ServicesHttpError, ServicesUnreachableError } from '../frameworks/services/http/client.ts';
@@ -106,7 +108,7 @@ program
 
 program
   .command('up')
-  .description('run a dev cluster in one process: a master and one agent with this machine\'s resources')
+  .description('run a dev cluster in one process: a master, one agent with this machine\'s resources, and the services and batch frameworks')
   .option('--port <port>', 'master port', '5050')
   .option('--dir <dir>', 'state directory', '.agora')
   .option('--containerizers <list>', 'process, docker or both (default: process, plus docker when the engine answers)')
@@ -114,7 +116,8 @@ program
   .option('--docker-volumes <paths>', 'host paths tasks may mount as Docker volumes, e.g. "/data,/srv"')
   .option('--docker-retention <seconds>', 'keep ended containers this long before removing them', '3600')
   .option('--services-port <port>', 'the services framework\'s HTTP API port', '5051')
-  .option('--store <url>', 'the services framework\'s store: a directory, file://…, redis://… (default: the state directory)')
+  .option('--batch-port <port>', 'the batch framework\'s HTTP API port', '5052')
+  .option('--store <url>', 'the services and batch frameworks\' store: a directory, file://…, redis://… (default: the state directory)')
   .action(async (flags) => {
     const log = createLogger('up');
     const dir = resolve(flags.dir);
@@ -137,11 +140,18 @@ program
       port: parsePort(flags.servicesPort, 5051),
       logger: createLogger('services'),
     }).catch((e: Error) => fail(`the services framework did not start: ${e.message}`));
-    log.info(`dev cluster up: master ${server.url}, one agent (${formatResources(agent.resources)}), services API ${services.url}; state in ${dir}`);
-    log.info(`try: npx tsx examples/hello/main.ts --master ${server.wsUrl} --tasks 5   |   npm run agora -- state   |   npm run agora -- app list --api ${services.url}`);
+    const batch = await serveBatch({
+      master: server.wsUrl,
+      store: flags.store ?? dir,
+      port: parsePort(flags.batchPort, 5052),
+      logger: createLogger('batch'),
+    }).catch((e: Error) => fail(`the batch framework did not start: ${e.message}`));
+    log.info(`dev cluster up: master ${server.url}, one agent (${formatResources(agent.resources)}), services API ${services.url}, batch API ${batch.url}; state in ${dir}`);
+    log.info(`try: npx tsx examples/hello/main.ts --master ${server.wsUrl} --tasks 5   |   npm run agora -- state   |   npm run agora -- app list --api ${services.url}   |   npm run agora -- job run --api ${batch.url} --wait -- echo hello`);
     log.info('press Ctrl-C to stop');
     // A dev cluster owns its tasks: stopping it stops them.
     onShutdown(log, async () => {
+      await batch.close();
       await services.close();
       await agent.stop({ killTasks: true });
       await server.close();
@@ -163,6 +173,23 @@ program
     log.info(`services framework ${services.frameworkId} up; API on ${services.url} (try: agora app list --api ${services.url})`);
     // Its tasks keep running: a restarted services framework resumes them within its failover timeout.
     onShutdown(log, () => services.close());
+  });
+
+program
+  .command('batch')
+  .description('run the batch framework (jobs, arrays, retries, schedules, dependencies) and its HTTP API')
+  .option('--master <url>', 'the master', 'ws://127.0.0.1:5050')
+  .option('--store <url>', 'where jobs and runs persist: a directory, file://…, redis://HOST:PORT', '.agora')
+  .option('--host <host>', 'address the API listens on', '127.0.0.1')
+  .option('--port <port>', 'API port', '5052')
+  .action(async (flags) => {
+    const log = createLogger('batch');
+    const batch = await serveBatch({ master: wsUrl(flags.master), store: flags.store, host: flags.host, port: parsePort(flags.port, 5052), logger: log }).catch((e: Error) =>
+      fail(`the batch framework did not start: ${e.message}`),
+    );
+    log.info(`batch framework ${batch.frameworkId} up; API on ${batch.url} (try: agora job run --api ${batch.url} --wait -- echo hello)`);
+    // Its tasks keep running: a restarted batch framework resumes its runs within its failover timeout.
+    onShutdown(log, () => batch.close());
   });
 
 program
@@ -394,6 +421,11 @@ appCommand('endpoints <id>', 'host:port of the app\'s healthy, ready instances')
     process.stdout.write(`${table(['TASK', 'ADDRESS', 'PORTS'], endpoints.map((e) => [e.taskId, `${e.host}:${e.port}`, e.ports.join(',')]))}\n`);
   }),
 );
+
+// ---------------------------------------------------------------------------------------------
+// agora job: the batch framework's REST API from the command line (frameworks/batch/cli)
+
+registerJobCommands(program, process.env.AGORA_BATCH_API ?? 'http://127.0.0.1:5052');
 
 function onShutdown(log: Logger, stop: () => Promise<unknown>): void {
   let stopping = false;

@@ -19,7 +19,7 @@ describe('agora up, the hello example and agora state', () => {
 
   beforeAll(async () => {
     dir = tempDir('agora-up-');
-    up = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bin/agora.ts'), 'up', '--port', '0', '--services-port', '0', '--dir', dir], { cwd: ROOT, env: { ...process.env, AGORA_LOG_LEVEL: 'info' } });
+    up = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bin/agora.ts'), 'up', '--port', '0', '--services-port', '0', '--batch-port', '0', '--dir', dir], { cwd: ROOT, env: { ...process.env, AGORA_LOG_LEVEL: 'info' } });
     up.stderr!.on('data', (d: Buffer) => (upLog += d.toString()));
     url = await waitFor(() => /master listening on (http:\/\/[\d.:]+)/.exec(upLog)?.[1], 'agora up to print its address', 20_000);
     await waitFor(() => upLog.includes('dev cluster up'), 'the agent to register', 20_000);
@@ -43,6 +43,18 @@ describe('agora up, the hello example and agora state', () => {
     expect(existsSync(join(dir, 'services'))).toBe(true); // its store lives in the state directory
   });
 
+  it('runs the batch framework, prints its API address, and agora job runs a command on the cluster', async () => {
+    const api = /batch API (http:\/\/[\d.:]+)/.exec(upLog)?.[1];
+    expect(api).toBeDefined();
+    const list = await agora(['job', 'list', '--api', api!, '--json']);
+    expect(list.code).toBe(0);
+    expect(JSON.parse(list.stdout)).toEqual([]);
+    const run = await agora(['job', 'run', '--api', api!, '--cpus', '0.1', '--mem', '32', '--wait', '--json', '--', 'echo', 'hello']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({ state: 'succeeded', counts: { succeeded: 1 } });
+    expect(existsSync(join(dir, 'batch'))).toBe(true); // its store lives in the state directory too
+  });
+
   it('runs the hello example to success, printing each status update', async () => {
     const ws = url.replace('http', 'ws');
     const result = await runScript('examples/hello/main.ts', ['--master', ws, '--tasks', '3']);
@@ -64,7 +76,9 @@ describe('agora up, the hello example and agora state', () => {
     const table = await agora(['state', '--master', url, '--all']);
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/^AGENTS \(1\)\nID\s+HOSTNAME\s+STATUS\s+CPUS\s+MEM\s+DISK\s+TASKS\n\S+\s+\S+\s+ACTIVE\s+0\/\d+/m);
-    expect(table.stdout).toMatch(/FRAMEWORKS \(1\)\nID\s+NAME\s+ROLE\s+STATUS\s+TASKS\s+SHARE\n\S+\s+services\s+\*\s+ACTIVE/); // agora up's services framework
+    expect(table.stdout).toMatch(/FRAMEWORKS \(2\)\nID\s+NAME\s+ROLE\s+STATUS\s+TASKS\s+SHARE\n/); // agora up's services and batch frameworks
+    expect(table.stdout).toMatch(/\n\S+\s+services\s+\*\s+ACTIVE/);
+    expect(table.stdout).toMatch(/\n\S+\s+batch\s+\*\s+ACTIVE/);
     expect(table.stdout).toMatch(/COMPLETED TASKS \(\d+\)[\s\S]*hello-1\s+\S+\s+\S+\s+FINISHED/);
     const json = await agora(['state', '--master', url, '--json']);
     expect(json.code).toBe(0);
@@ -95,10 +109,11 @@ describe('agora CLI errors and help', () => {
   });
 
   it('has --help for every command', async () => {
-    for (const command of ['master', 'agent', 'up', 'services', 'state']) {
-      const result = await agora([command, '--help']);
-      expect(result.code).toBe(0);
-      expect(result.stdout).toContain(`Usage: agora ${command}`);
-    }
-  });
+    const commands = ['master', 'agent', 'up', 'services', 'batch', 'state', 'job', 'job run'];
+    const results = await Promise.all(commands.map((command) => agora([...command.split(' '), '--help'], 60_000)));
+    commands.forEach((command, i) => {
+      expect(results[i]!.code).toBe(0);
+      expect(results[i]!.stdout).toContain(`Usage: agora ${command}`);
+    });
+  }, 90_000);
 });
