@@ -194,6 +194,16 @@ describe('agora job (real CLI, batch framework, master and agent)', { timeout: 9
     expect(await client.getJob('pair')).toBeUndefined();
   });
 
+  it('refuses to remove a job with a run going unless --force', async () => {
+    const busy = (await agora(['job', 'run', ...api, '--id', 'busy', '--cpus', '0.1', '--mem', '16', '--', 'sleep', '60'])).stdout.trim();
+    const refused = await agora(['job', 'rm', 'busy', ...api]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(new RegExp(`job busy has 1 run\\(s\\) still going \\(${busy}\\).*\`agora job rm busy --force\` cancels them`));
+    const forced = await agora(['job', 'rm', 'busy', '--force', ...api]);
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(await client.getJob('busy')).toBeUndefined();
+  });
+
   it('says how to start the API when nothing answers', async () => {
     const port = await freePort();
     const run = await agora(['job', 'list', '--api', `http://127.0.0.1:${port}`]);

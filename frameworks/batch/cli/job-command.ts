@@ -406,7 +406,7 @@ export function registerJobCommands(program: Command, defaultApi: string = proce
         try {
           await client(flags).deleteJob(jobId, { force: Boolean(flags.force) });
         } catch (error) {
-          if (error instanceof BatchHttpError && error.status === 409 && !flags.force && /active|running/i.test(error.message) && !error.message.includes('--force')) {
+          if (error instanceof BatchHttpError && error.status === 409 && !flags.force && /active|running|still going/i.test(error.message) && !error.message.includes('--force')) {
             throw new CliExit(`${error.message}; \`agora job rm ${jobId} --force\` cancels them and deletes it`);
           }
           throw error;
