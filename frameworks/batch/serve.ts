@@ -1,6 +1,6 @@
 /**
  * The batch framework as a running service: the scheduler and its HTTP API, wired together. What
- * `agora job serve` and `agora up` run.
+ * `agora batch` and `agora up` run.
  */
 import type { Logger } from 'pino';
 import { DEFAULT_BATCH_PORT, startBatchHttp } from './http/index.ts';
