@@ -10,10 +10,10 @@
  * conflict, 413 body too big, 422 invalid (`problems: [{field, message}]` for job specs), 503 the
  * cluster cannot answer now.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { HttpError, MAX_BODY_BYTES, parseBody, readBody } from '../../sdk/http/body.ts';
-import { SseStream } from '../../sdk/http/sse.ts';
+import { HttpError, MAX_BODY_BYTES, readParsedBody } from '../../sdk/http/body.ts';
+import { notFound, only, sendJson, startApiServer, type ApiRequest, type ApiServer, type ErrorAnswer } from '../../sdk/http/server-kit.ts';
+import { SseStreams, streamHeld } from '../../sdk/http/sse.ts';
 import { BatchError, type BatchApi, type BatchEvent, type ListRunsOptions, type RunSummary, type RunView, type TaskLogFile, type TaskLogRequest } from '../batch-api.ts';
 import type { JobSpec } from '../job-spec.ts';
 import { JobSpecError, validateJobSpec, type FieldProblem } from '../parse-job-spec.ts';
@@ -32,12 +32,7 @@ export interface BatchHttpOptions {
   logger?: Logger;
 }
 
-export interface BatchHttp {
-  /** http://host:port */
-  url: string;
-  port: number;
-  close(): Promise<void>;
-}
+export type BatchHttp = ApiServer;
 
 export const DEFAULT_BATCH_PORT = 5052;
 
@@ -68,85 +63,44 @@ const EVENT_TYPES: ReadonlyArray<BatchEvent['type']> = ['job_changed', 'run', 't
 const LOG_FILES: readonly TaskLogFile[] = ['stdout', 'stderr'];
 
 export async function startBatchHttp(options: BatchHttpOptions): Promise<BatchHttp> {
-  const host = options.host ?? '127.0.0.1';
-  const streams = new Set<SseStream>();
-  const context: Context = { api: options.api, heartbeatMs: options.heartbeatMs ?? 15_000, maxBodyBytes: options.maxBodyBytes ?? MAX_BODY_BYTES, streams, logger: options.logger };
-  const server = createServer((req, res) => {
-    handle(context, req, res).catch((error: unknown) => sendError(context, req, res, error));
+  const streams = new SseStreams(options.heartbeatMs ?? 15_000);
+  const context: Context = { api: options.api, maxBodyBytes: options.maxBodyBytes ?? MAX_BODY_BYTES, streams };
+  return startApiServer({
+    name: 'batch API',
+    host: options.host ?? '127.0.0.1',
+    port: options.port ?? DEFAULT_BATCH_PORT,
+    handle: (r) => handle(context, r),
+    answerError,
+    streams,
+    logger: options.logger,
   });
-  // A client that sends garbage gets a 400 from node itself; it must never reach 'error' on the server.
-  server.on('clientError', (_error, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-    else socket.destroy();
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? DEFAULT_BATCH_PORT, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : (options.port ?? DEFAULT_BATCH_PORT);
-  return {
-    port,
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
-    async close() {
-      for (const stream of streams) stream.close();
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
 }
 
 interface Context {
   api: BatchApi;
-  heartbeatMs: number;
   maxBodyBytes: number;
-  streams: Set<SseStream>;
-  logger: Logger | undefined;
+  streams: SseStreams;
 }
 
-interface Request {
-  method: string;
-  segments: string[];
-  query: URLSearchParams;
-  req: IncomingMessage;
-  res: ServerResponse;
-}
+async function handle(ctx: Context, r: ApiRequest): Promise<void> {
+  const [first, second, ...rest] = r.segments;
 
-async function handle(ctx: Context, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  let url: URL;
-  try {
-    url = new URL(req.url ?? '/', 'http://batch');
-  } catch {
-    throw new HttpError(400, `cannot read the request path ${JSON.stringify(req.url)}`);
-  }
-  let segments: string[];
-  try {
-    segments = url.pathname.split('/').filter((s) => s !== '').map(decodeURIComponent);
-  } catch {
-    throw new HttpError(400, `the path ${url.pathname} has a bad percent-encoding`);
-  }
-  const r: Request = { method: req.method ?? 'GET', segments, query: url.searchParams, req, res };
-  const [first, second, ...rest] = segments;
-
-  if (first === 'health' && second === undefined) return only(r, ['GET'], () => sendJson(res, 200, { status: 'ok' }));
-  if (first !== 'v1') return notFound(r);
+  if (first === 'health' && second === undefined) return only(r, ['GET'], () => sendJson(r.res, 200, { status: 'ok' }));
+  if (first !== 'v1') return notFound(r, ROUTES);
   switch (second) {
     case 'jobs':
       return routeJobs(ctx, r, rest);
     case 'runs':
       return routeRuns(ctx, r, rest);
     case 'events':
-      if (rest.length > 0) return notFound(r);
+      if (rest.length > 0) return notFound(r, ROUTES);
       return only(r, ['GET'], () => streamEvents(ctx, r));
     default:
-      return notFound(r);
+      return notFound(r, ROUTES);
   }
 }
 
-async function routeJobs(ctx: Context, r: Request, path: string[]): Promise<void> {
+async function routeJobs(ctx: Context, r: ApiRequest, path: string[]): Promise<void> {
   const { api } = ctx;
   const { res } = r;
   if (path.length === 0) {
@@ -177,16 +131,16 @@ async function routeJobs(ctx: Context, r: Request, path: string[]): Promise<void
       return sendJson(res, 201, run);
     });
   }
-  return notFound(r);
+  return notFound(r, ROUTES);
 }
 
-async function putJob(ctx: Context, r: Request, spec: JobSpec): Promise<void> {
+async function putJob(ctx: Context, r: ApiRequest, spec: JobSpec): Promise<void> {
   const { job, created } = await ctx.api.putJob(spec);
   if (created) r.res.setHeader('location', `/v1/jobs/${encodeURIComponent(spec.id)}`);
   sendJson(r.res, created ? 201 : 200, { job: jobViewToWire(job), created });
 }
 
-async function routeRuns(ctx: Context, r: Request, path: string[]): Promise<void> {
+async function routeRuns(ctx: Context, r: ApiRequest, path: string[]): Promise<void> {
   const { api } = ctx;
   const { res } = r;
   if (path.length === 0) return only(r, ['GET'], async () => sendJson(res, 200, { runs: await api.listRuns(listRunsOptions(r.query)) }));
@@ -202,9 +156,9 @@ async function routeRuns(ctx: Context, r: Request, path: string[]): Promise<void
     });
   }
   if (sub === 'cancel' && index === undefined) return only(r, ['POST'], () => cancel(api, r, runId));
-  if (sub !== 'tasks' || more.length > 0) return notFound(r);
+  if (sub !== 'tasks' || more.length > 0) return notFound(r, ROUTES);
   if (index === undefined) return only(r, ['GET'], async () => sendJson(res, 200, { runId, tasks: (await needRun(api, runId)).taskList }));
-  if (leaf !== undefined && leaf !== 'logs') return notFound(r);
+  if (leaf !== undefined && leaf !== 'logs') return notFound(r, ROUTES);
   return only(r, ['GET'], async () => {
     const taskIndex = wholeNumber(index, 'the task index in the path', 0);
     if (leaf === undefined) {
@@ -241,7 +195,7 @@ async function routeRuns(ctx: Context, r: Request, path: string[]): Promise<void
   });
 }
 
-async function cancel(api: BatchApi, r: Request, runId: string): Promise<void> {
+async function cancel(api: BatchApi, r: ApiRequest, runId: string): Promise<void> {
   await needRun(api, runId);
   sendJson(r.res, 200, await api.cancelRun(runId));
 }
@@ -265,8 +219,8 @@ function listRunsOptions(query: URLSearchParams): ListRunsOptions {
  * Reads a job spec body; with `pathId` (PUT), the body's id may be left out but must match.
  * Syntax errors are 400; a spec that parses but is wrong is 422 with every bad field.
  */
-async function readJobSpec(ctx: Context, r: Request, pathId: string | undefined): Promise<JobSpec> {
-  const data = parseBody(await readBody(r.req, ctx.maxBodyBytes), r.req.headers['content-type']);
+async function readJobSpec(ctx: Context, r: ApiRequest, pathId: string | undefined): Promise<JobSpec> {
+  const data = await readParsedBody(r.req, ctx.maxBodyBytes);
   if (data === undefined) throw new HttpError(400, 'the body is empty; send a job spec as JSON or YAML, e.g. {"id": "hello", "cmd": "echo hello"}');
   if (pathId !== undefined && typeof data === 'object' && data !== null && !Array.isArray(data)) {
     const fields = data as Record<string, unknown>;
@@ -286,7 +240,7 @@ async function readJobSpec(ctx: Context, r: Request, pathId: string | undefined)
  * with the run's current summary (a `run` event), so a follower needs no separate GET and misses
  * nothing between the two: it subscribes before reading the run and holds events until then.
  */
-async function streamEvents(ctx: Context, r: Request): Promise<void> {
+async function streamEvents(ctx: Context, r: ApiRequest): Promise<void> {
   const runId = nonEmptyParam(r.query, 'run', 'a run id');
   const jobId = nonEmptyParam(r.query, 'job', 'a job id');
   const typeText = r.query.get('type');
@@ -312,29 +266,18 @@ async function streamEvents(ctx: Context, r: Request): Promise<void> {
     return true;
   };
 
-  const held: BatchEvent[] = [];
-  let stream: SseStream | undefined;
-  const send = (event: BatchEvent) => stream!.send(event.type, eventToWire(event));
-  const unsubscribe = ctx.api.subscribe((event) => {
-    if (!accept(event)) return;
-    if (stream) send(event);
-    else held.push(event);
+  return streamHeld<BatchEvent>(ctx.streams, r.res, {
+    subscribe: (listener) =>
+      ctx.api.subscribe((event) => {
+        if (accept(event)) listener(event);
+      }),
+    snapshot: async () => {
+      if (runId === undefined) return [];
+      const run = summaryOf(await needRun(ctx.api, runId));
+      return !types || types.has('run') ? [{ type: 'run', run }] : [];
+    },
+    toWire: eventToWire,
   });
-  let snapshot: RunSummary | undefined;
-  try {
-    if (runId !== undefined) snapshot = summaryOf(await needRun(ctx.api, runId));
-  } catch (error) {
-    unsubscribe();
-    throw error;
-  }
-  stream = new SseStream(r.res, ctx.heartbeatMs);
-  ctx.streams.add(stream);
-  stream.onClose(() => {
-    unsubscribe();
-    ctx.streams.delete(stream!);
-  });
-  if (snapshot && (!types || types.has('run'))) send({ type: 'run', run: snapshot });
-  for (const event of held) send(event);
 }
 
 function summaryOf(run: RunView): RunSummary {
@@ -359,18 +302,6 @@ function describeIndices(run: RunView): string {
   if (indices.length === 0) return 'none';
   if (indices.length <= 5) return indices.join(', ');
   return `${indices.slice(0, 3).join(', ')}, … ${indices[indices.length - 1]} (${indices.length} in all)`;
-}
-
-async function only(r: Request, methods: string[], handler: () => void | Promise<void>): Promise<void> {
-  if (!methods.includes(r.method)) {
-    r.res.setHeader('allow', methods.join(', '));
-    throw new HttpError(405, `${r.method} is not supported on /${r.segments.join('/')}; use ${methods.join(' or ')}`);
-  }
-  return handler();
-}
-
-function notFound(r: Request): never {
-  throw new HttpError(404, `no route ${r.method} /${r.segments.join('/')}`, { routes: ROUTES });
 }
 
 function booleanParam(query: URLSearchParams, name: string): boolean | undefined {
@@ -402,45 +333,19 @@ function nonEmptyParam(query: URLSearchParams, name: string, what: string): stri
   return value;
 }
 
-/** How long an over-limit body is drained before its connection is cut. */
-const LINGER_MS = 2000;
-
 const STATUS_OF_CODE = { NOT_FOUND: 404, CONFLICT: 409, INVALID: 422, UNAVAILABLE: 503 } as const;
 
-function sendError(ctx: Context, req: IncomingMessage, res: ServerResponse, error: unknown): void {
-  let status: number;
-  let body: Record<string, unknown>;
-  if (error instanceof HttpError) {
-    status = error.status;
-    body = { error: error.message, ...error.extra };
-  } else if (error instanceof JobSpecError) {
-    status = 422;
-    body = { error: 'invalid job spec; fix the fields named in problems', problems: error.problems };
-  } else if (error instanceof BatchError) {
-    status = STATUS_OF_CODE[error.code] ?? 500;
-    body = { error: error.message, code: error.code };
-    const problems = problemsIn(error.details);
-    if (problems) body.problems = problems;
-    else if (error.details !== undefined) body.details = error.details;
-    if (status === 503 && !res.headersSent) res.setHeader('retry-after', '2');
-  } else {
-    status = 500;
-    body = { error: `internal error: ${(error as Error)?.message ?? String(error)}` };
-    ctx.logger?.error({ err: error, method: req.method, url: req.url }, 'batch API request failed');
+function answerError(error: unknown): ErrorAnswer | undefined {
+  if (error instanceof JobSpecError) {
+    return { status: 422, body: { error: 'invalid job spec; fix the fields named in problems', problems: error.problems } };
   }
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  // A body cut off by the size limit is still arriving. Answer and close, but read and discard
-  // the rest for a while (a lingering close): a socket closed with unread bytes sends a reset,
-  // which can make the client lose the 413 it was sent.
-  if (status === 413) {
-    res.setHeader('connection', 'close');
-    req.resume();
-    res.on('finish', () => setTimeout(() => req.destroy(), LINGER_MS).unref());
-  }
-  sendJson(res, status, body);
+  if (!(error instanceof BatchError)) return undefined;
+  const status = STATUS_OF_CODE[error.code] ?? 500;
+  const body: Record<string, unknown> = { error: error.message, code: error.code };
+  const problems = problemsIn(error.details);
+  if (problems) body.problems = problems;
+  else if (error.details !== undefined) body.details = error.details;
+  return { status, body, ...(status === 503 && { headers: { 'retry-after': '2' } }) };
 }
 
 /** `details` that are field problems (`[{field, message}]` or `{problems: […]}`) become `problems`. */
@@ -449,10 +354,4 @@ function problemsIn(details: unknown): FieldProblem[] | undefined {
   if (!Array.isArray(list) || list.length === 0) return undefined;
   const isProblem = (p: unknown) => typeof p === 'object' && p !== null && typeof (p as FieldProblem).field === 'string' && typeof (p as FieldProblem).message === 'string';
   return list.every(isProblem) ? (list as FieldProblem[]) : undefined;
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
 }

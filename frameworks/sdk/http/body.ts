@@ -47,6 +47,11 @@ export async function readBody(req: IncomingMessage, limitBytes = MAX_BODY_BYTES
   });
 }
 
+/** The request's body read (up to `limitBytes`) and parsed by its content-type; undefined when empty. */
+export async function readParsedBody(req: IncomingMessage, limitBytes = MAX_BODY_BYTES): Promise<unknown> {
+  return parseBody(await readBody(req, limitBytes), req.headers['content-type']);
+}
+
 function describeBytes(bytes: number): string {
   return bytes % (1024 * 1024) === 0 ? `${bytes} bytes (${bytes / (1024 * 1024)} MiB)` : `${bytes} bytes`;
 }

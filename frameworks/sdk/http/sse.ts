@@ -63,3 +63,57 @@ export class SseStream {
     this.res.write(text);
   }
 }
+
+/** The open streams of one server, so closing the server ends them all. */
+export class SseStreams {
+  private readonly open = new Set<SseStream>();
+
+  constructor(private readonly heartbeatMs: number) {}
+
+  /** Answers the request with a new stream (status 200 and the event-stream headers). */
+  start(res: ServerResponse): SseStream {
+    const stream = new SseStream(res, this.heartbeatMs);
+    this.open.add(stream);
+    stream.onClose(() => this.open.delete(stream));
+    return stream;
+  }
+
+  closeAll(): void {
+    for (const stream of this.open) stream.close();
+  }
+}
+
+/** Where a stream's events come from: each is sent under its `type`. */
+export interface HeldEventSource<E extends { type: string }> {
+  /** Returns the unsubscribe. */
+  subscribe(listener: (event: E) => void): () => void;
+  /** The events the stream opens with (the state now); reading them may throw (a 404), and then no stream opens. */
+  snapshot(): Promise<readonly E[]>;
+  /** How an event travels; as it is by default. */
+  toWire?(event: E): unknown;
+}
+
+/**
+ * Streams the snapshot's events, then each new one. Subscribes before reading the snapshot and
+ * holds events until it is sent, so no change falls between the snapshot and the stream.
+ */
+export async function streamHeld<E extends { type: string }>(streams: SseStreams, res: ServerResponse, source: HeldEventSource<E>): Promise<void> {
+  const held: E[] = [];
+  let stream: SseStream | undefined;
+  const send = (event: E) => stream!.send(event.type, source.toWire ? source.toWire(event) : event);
+  const unsubscribe = source.subscribe((event) => {
+    if (stream) send(event);
+    else held.push(event);
+  });
+  let snapshot: readonly E[];
+  try {
+    snapshot = await source.snapshot();
+  } catch (error) {
+    unsubscribe();
+    throw error;
+  }
+  stream = streams.start(res);
+  stream.onClose(unsubscribe);
+  for (const event of snapshot) send(event);
+  for (const event of held) send(event);
+}

@@ -8,12 +8,12 @@
  * 400 unreadable body, 404 no such thing, 409 conflicting deployment, 413 body too big,
  * 422 invalid (with `problems: [{field, message}]` for app definitions).
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { AppDefinitionError, validateAppDefinition } from '../parse-app-definition.ts';
 import { ServicesError, type ServicesApi, type ServicesEvent } from '../service-api.ts';
-import { HttpError, MAX_BODY_BYTES, parseBody, readBody } from '../../sdk/http/body.ts';
-import { SseStream } from '../../sdk/http/sse.ts';
+import { HttpError, MAX_BODY_BYTES, readParsedBody } from '../../sdk/http/body.ts';
+import { notFound, only, sendJson, startApiServer, type ApiRequest, type ApiServer, type ErrorAnswer } from '../../sdk/http/server-kit.ts';
+import { SseStreams, streamHeld } from '../../sdk/http/sse.ts';
 
 export interface ServicesHttpOptions {
   api: ServicesApi;
@@ -28,12 +28,7 @@ export interface ServicesHttpOptions {
   logger?: Logger;
 }
 
-export interface ServicesHttp {
-  /** http://host:port */
-  url: string;
-  port: number;
-  close(): Promise<void>;
-}
+export type ServicesHttp = ApiServer;
 
 /** What a 404 lists, so a person who guessed a path sees the real ones. */
 export const ROUTES = [
@@ -57,89 +52,54 @@ export const ROUTES = [
 ];
 
 export async function startServicesHttp(options: ServicesHttpOptions): Promise<ServicesHttp> {
-  const host = options.host ?? '127.0.0.1';
-  const streams = new Set<SseStream>();
-  const context: Context = { api: options.api, heartbeatMs: options.heartbeatMs ?? 15_000, maxBodyBytes: options.maxBodyBytes ?? MAX_BODY_BYTES, streams, logger: options.logger };
-  const server = createServer((req, res) => {
-    handle(context, req, res).catch((error: unknown) => sendError(context, req, res, error));
+  const streams = new SseStreams(options.heartbeatMs ?? 15_000);
+  const context: Context = { api: options.api, maxBodyBytes: options.maxBodyBytes ?? MAX_BODY_BYTES, streams };
+  return startApiServer({
+    name: 'services API',
+    host: options.host ?? '127.0.0.1',
+    port: options.port ?? 5051,
+    handle: (r) => handle(context, r),
+    answerError,
+    streams,
+    logger: options.logger,
   });
-  // A client that sends garbage gets a 400 from node itself; it must never reach 'error' on the server.
-  server.on('clientError', (_error, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-    else socket.destroy();
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 5051, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : (options.port ?? 5051);
-  return {
-    port,
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
-    async close() {
-      for (const stream of streams) stream.close();
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
 }
 
 interface Context {
   api: ServicesApi;
-  heartbeatMs: number;
   maxBodyBytes: number;
-  streams: Set<SseStream>;
-  logger: Logger | undefined;
-}
-
-interface Request {
-  method: string;
-  segments: string[];
-  query: URLSearchParams;
-  req: IncomingMessage;
-  res: ServerResponse;
+  streams: SseStreams;
 }
 
 const APP_ACTIONS = new Set(['scale', 'restart', 'rollback']);
 
-async function handle(ctx: Context, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://services');
-  let segments: string[];
-  try {
-    segments = url.pathname.split('/').filter((s) => s !== '').map(decodeURIComponent);
-  } catch {
-    throw new HttpError(400, `the path ${url.pathname} has a bad percent-encoding`);
-  }
-  const r: Request = { method: req.method ?? 'GET', segments, query: url.searchParams, req, res };
-  const [first, second, ...rest] = segments;
+async function handle(ctx: Context, r: ApiRequest): Promise<void> {
+  const { res } = r;
+  const [first, second, ...rest] = r.segments;
 
   if (first === 'health' && second === undefined) return only(r, ['GET'], () => sendJson(res, 200, { status: 'ok' }));
-  if (first !== 'v1') return notFound(r);
+  if (first !== 'v1') return notFound(r, ROUTES);
   switch (second) {
     case 'apps':
       return routeApps(ctx, r, rest);
     case 'deployments':
       return routeDeployments(ctx, r, rest);
     case 'tasks':
-      if (rest.length > 0) return notFound(r);
+      if (rest.length > 0) return notFound(r, ROUTES);
       return only(r, ['GET'], async () => {
         const app = r.query.get('app');
         const tasks = await ctx.api.tasks(app ? normalizeAppId(app) : undefined);
         sendJson(res, 200, { tasks });
       });
     case 'events':
-      if (rest.length > 0) return notFound(r);
+      if (rest.length > 0) return notFound(r, ROUTES);
       return only(r, ['GET'], () => streamEvents(ctx, r, () => true));
     default:
-      return notFound(r);
+      return notFound(r, ROUTES);
   }
 }
 
-async function routeApps(ctx: Context, r: Request, path: string[]): Promise<void> {
+async function routeApps(ctx: Context, r: ApiRequest, path: string[]): Promise<void> {
   const { api } = ctx;
   const { res } = r;
   if (path.length === 0) {
@@ -171,7 +131,7 @@ async function routeApps(ctx: Context, r: Request, path: string[]): Promise<void
   }
   if (APP_ACTIONS.has(last) && path.length > 1 && r.method === 'POST') {
     const appId = appIdOf(path.slice(0, -1));
-    const body = parseBody(await readBody(r.req, ctx.maxBodyBytes), r.req.headers['content-type']);
+    const body = await readParsedBody(r.req, ctx.maxBodyBytes);
     if (body !== undefined && (typeof body !== 'object' || body === null || Array.isArray(body))) {
       throw new HttpError(400, `the body of ${last} must be a JSON object`);
     }
@@ -214,11 +174,11 @@ async function routeApps(ctx: Context, r: Request, path: string[]): Promise<void
   });
 }
 
-async function routeDeployments(ctx: Context, r: Request, path: string[]): Promise<void> {
+async function routeDeployments(ctx: Context, r: ApiRequest, path: string[]): Promise<void> {
   const { api } = ctx;
   const { res } = r;
   if (path.length === 0) return only(r, ['GET'], async () => sendJson(res, 200, { deployments: await api.listDeployments() }));
-  if (path.length > 1) return notFound(r);
+  if (path.length > 1) return notFound(r, ROUTES);
   const id = path[0]!;
   return only(r, ['GET', 'DELETE'], async () => {
     if (r.method === 'GET') {
@@ -233,8 +193,8 @@ async function routeDeployments(ctx: Context, r: Request, path: string[]): Promi
 }
 
 /** Reads an app definition body; with `pathId` (PUT), the body's id may be left out but must match. */
-async function readAppDefinition(ctx: Context, r: Request, pathId: string | undefined) {
-  const data = parseBody(await readBody(r.req, ctx.maxBodyBytes), r.req.headers['content-type']);
+async function readAppDefinition(ctx: Context, r: ApiRequest, pathId: string | undefined) {
+  const data = await readParsedBody(r.req, ctx.maxBodyBytes);
   if (data === undefined) throw new HttpError(400, 'the body is empty; send an app definition as JSON or YAML');
   if (pathId !== undefined && typeof data === 'object' && data !== null && !Array.isArray(data)) {
     const fields = data as Record<string, unknown>;
@@ -249,57 +209,24 @@ async function readAppDefinition(ctx: Context, r: Request, pathId: string | unde
   return validateAppDefinition(data);
 }
 
-function streamEvents(ctx: Context, r: Request, accept: (event: ServicesEvent) => boolean): void {
+function streamEvents(ctx: Context, r: ApiRequest, accept: (event: ServicesEvent) => boolean): void {
   const types = r.query.get('type')?.split(',').filter(Boolean);
-  const stream = openStream(ctx, r);
+  const stream = ctx.streams.start(r.res);
   const unsubscribe = ctx.api.subscribe((event) => {
     if (accept(event) && (!types || types.includes(event.type))) stream.send(event.type, event);
   });
   stream.onClose(unsubscribe);
 }
 
-/**
- * The app's endpoints now, then each change. Subscribes before reading the current endpoints and
- * holds events until they are sent, so no change falls between the snapshot and the stream.
- */
-async function streamEndpoints(ctx: Context, r: Request, appId: string): Promise<void> {
-  const held: ServicesEvent[] = [];
-  let stream: SseStream | undefined;
-  const unsubscribe = ctx.api.subscribe((event) => {
-    if (event.type !== 'endpoints' || event.appId !== appId) return;
-    if (stream) stream.send('endpoints', event);
-    else held.push(event);
+/** The app's endpoints now, then each change. */
+function streamEndpoints(ctx: Context, r: ApiRequest, appId: string): Promise<void> {
+  return streamHeld<ServicesEvent>(ctx.streams, r.res, {
+    subscribe: (listener) =>
+      ctx.api.subscribe((event) => {
+        if (event.type === 'endpoints' && event.appId === appId) listener(event);
+      }),
+    snapshot: async () => [{ type: 'endpoints', appId, endpoints: await ctx.api.endpoints(appId) }],
   });
-  let endpoints;
-  try {
-    endpoints = await ctx.api.endpoints(appId);
-  } catch (error) {
-    unsubscribe();
-    throw error;
-  }
-  stream = openStream(ctx, r);
-  stream.onClose(unsubscribe);
-  stream.send('endpoints', { type: 'endpoints', appId, endpoints });
-  for (const event of held) stream.send('endpoints', event);
-}
-
-function openStream(ctx: Context, r: Request): SseStream {
-  const stream = new SseStream(r.res, ctx.heartbeatMs);
-  ctx.streams.add(stream);
-  stream.onClose(() => ctx.streams.delete(stream));
-  return stream;
-}
-
-async function only(r: Request, methods: string[], handler: () => void | Promise<void>): Promise<void> {
-  if (!methods.includes(r.method)) {
-    r.res.setHeader('allow', methods.join(', '));
-    throw new HttpError(405, `${r.method} is not supported on /${r.segments.join('/')}; use ${methods.join(' or ')}`);
-  }
-  return handler();
-}
-
-function notFound(r: Request): never {
-  throw new HttpError(404, `no route ${r.method} /${r.segments.join('/')}`, { routes: ROUTES });
 }
 
 function appIdOf(segments: string[]): string {
@@ -315,49 +242,18 @@ function isTrue(value: string | null): boolean {
   return value === '' || value === 'true' || value === '1';
 }
 
-function forceOf(r: Request): { force?: boolean } {
+function forceOf(r: ApiRequest): { force?: boolean } {
   return isTrue(r.query.get('force')) ? { force: true } : {};
 }
 
-/** How long an over-limit body is drained before its connection is cut. */
-const LINGER_MS = 2000;
-
 const STATUS_OF_CODE = { NOT_FOUND: 404, CONFLICT: 409, INVALID: 422 } as const;
 
-function sendError(ctx: Context, req: IncomingMessage, res: ServerResponse, error: unknown): void {
-  let status: number;
-  let body: Record<string, unknown>;
-  if (error instanceof HttpError) {
-    status = error.status;
-    body = { error: error.message, ...error.extra };
-  } else if (error instanceof AppDefinitionError) {
-    status = 422;
-    body = { error: 'invalid app definition; fix the fields named in problems', problems: error.problems };
-  } else if (error instanceof ServicesError) {
-    status = STATUS_OF_CODE[error.code];
-    body = { error: error.message, code: error.code, ...(error.details !== undefined && { details: error.details }) };
-  } else {
-    status = 500;
-    body = { error: `internal error: ${(error as Error)?.message ?? String(error)}` };
-    ctx.logger?.error({ err: error, method: req.method, url: req.url }, 'services API request failed');
+function answerError(error: unknown): ErrorAnswer | undefined {
+  if (error instanceof AppDefinitionError) {
+    return { status: 422, body: { error: 'invalid app definition; fix the fields named in problems', problems: error.problems } };
   }
-  if (res.headersSent) {
-    res.destroy();
-    return;
+  if (error instanceof ServicesError) {
+    return { status: STATUS_OF_CODE[error.code], body: { error: error.message, code: error.code, ...(error.details !== undefined && { details: error.details }) } };
   }
-  // A body cut off by the size limit is still arriving. Answer and close, but read and discard
-  // the rest for a while (a lingering close): a socket closed with unread bytes sends a reset,
-  // which can make the client lose the 413 it was sent.
-  if (status === 413) {
-    res.setHeader('connection', 'close');
-    req.resume();
-    res.on('finish', () => setTimeout(() => req.destroy(), LINGER_MS).unref());
-  }
-  sendJson(res, status, body);
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
+  return undefined;
 }
