@@ -405,6 +405,31 @@ appCommand('rm <id>', 'stop every instance and delete the app', true).action(
   }),
 );
 
+appCommand('cancel <id>', 'cancel the app\'s deployment in progress: it reverts to the version before (Marathon)')
+  .option('--force', 'stop the deployment where it is, without reverting')
+  .option('--wait', 'follow the revert to its end')
+  .action(
+    appAction(async (id: string, flags: AppFlags) => {
+      const client = servicesClient(flags);
+      const status = await client.getApp(id);
+      if (!status) fail(`no app ${id}; \`agora app list\` shows the apps`);
+      const deployment = status.deployment;
+      if (!deployment) fail(`app ${id} has no deployment in progress; nothing to cancel`);
+      await client.cancelDeployment(deployment.id, { force: Boolean(flags.force) });
+      const revert = flags.force ? undefined : (await client.getApp(id))?.deployment;
+      if (revert && revert.id !== deployment.id) {
+        if (!flags.json || !flags.wait) {
+          if (flags.json) return printJson({ cancelled: deployment.id, revert });
+          process.stdout.write(`cancelled deployment ${deployment.id} of ${id}; reverting to version ${revert.to.version} (deployment ${revert.id})\n`);
+        }
+        if (flags.wait) await reportDeployment(client, { ...flags, wait: true }, revert, `reverting ${id}`);
+        return;
+      }
+      if (flags.json) return printJson({ cancelled: deployment.id });
+      process.stdout.write(`cancelled deployment ${deployment.id} of ${id}${flags.force ? ' (stopped where it was, no revert)' : ''}\n`);
+    }),
+  );
+
 appCommand('versions <id>', 'list an app\'s versions, newest last').action(
   appAction(async (id: string, flags: AppFlags) => {
     const versions = await servicesClient(flags).versions(id);

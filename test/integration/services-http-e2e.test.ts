@@ -203,6 +203,31 @@ describe('services framework end to end: HTTP API, CLI and service port over a r
     await waitFor(async () => (await services.api.getApp('/e2e/web'))?.deployment === undefined, 'the revert to finish', 20_000);
   });
 
+  it('cancels a deployment in progress with `agora app cancel`: it reverts and the old version keeps serving', async () => {
+    const servicePort = (await services.api.getApp('/e2e/web'))!.app.servicePort!;
+    const before = (await services.api.getApp('/e2e/web'))!.version;
+    // A version that never gets healthy, with a deadline far away: only a cancel ends it.
+    const stuck = { ...webApp('/e2e/web', servicePort, 'stuck'), cmd: 'exec sleep 1000', upgradeStrategy: { minimumHealthCapacity: 1, maximumOverCapacity: 1, progressDeadlineSeconds: 600 } };
+    const started = await services.api.putApp((await import('../../frameworks/services/index.ts')).validateAppDefinition(stuck));
+    await waitFor(async () => (await services.api.tasks('/e2e/web')).some((t) => t.version === started.to.version && t.state === 'RUNNING'), 'a new instance running');
+
+    const cancel = await agora(['app', 'cancel', '/e2e/web', '--wait', '--api', http.url]);
+    expect(cancel.stderr).toBe('');
+    expect(cancel.code).toBe(0);
+    expect(cancel.stdout).toContain(`cancelled deployment ${started.id} of /e2e/web; reverting to version ${before}`);
+    expect(cancel.stdout).toMatch(/deployed \/e2e\/web version \S+: 2 instance\(s\) healthy/);
+    expect((await services.api.getDeployment(started.id))?.state).toBe('failed');
+    const status = (await services.api.getApp('/e2e/web'))!;
+    expect(status.version).toBe(before);
+    expect(status.tasks.every((t) => t.version === before)).toBe(true);
+    expect(await viaServicePort(servicePort)).toMatch(/^bonjour /);
+
+    // Nothing left to cancel: a clear refusal.
+    const nothing = await agora(['app', 'cancel', '/e2e/web', '--api', http.url]);
+    expect(nothing.code).not.toBe(0);
+    expect(nothing.stderr).toContain('app /e2e/web has no deployment in progress');
+  });
+
   it('shows the app in `agora app list` and removes it with `agora app rm --wait`, closing its service port', async () => {
     const servicePort = (await services.api.getApp('/e2e/web'))!.app.servicePort!;
     const list = await agora(['app', 'list', '--api', http.url]);
