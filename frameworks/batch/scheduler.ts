@@ -658,12 +658,16 @@ export class BatchScheduler implements BatchApi {
       const tooMany = position >= this.runsPerJob;
       const tooOld = position > 0 && now - (stored.run.finishedAtMs ?? stored.run.createdAtMs) > this.maxRunAgeMs;
       if (!tooMany && !tooOld) return;
-      this.runs.delete(stored.run.id);
-      this.waiting.delete(stored.run.id);
-      this.dirtyRuns.delete(stored.run.id);
-      this.changedRuns.delete(stored.run.id);
-      this.deletedRuns.add(stored.run.id);
+      this.forgetRun(stored.run.id);
     });
+  }
+
+  private forgetRun(runId: string): void {
+    this.runs.delete(runId);
+    this.waiting.delete(runId);
+    this.dirtyRuns.delete(runId);
+    this.changedRuns.delete(runId);
+    this.deletedRuns.add(runId);
   }
 
   private newRun(spec: JobSpec, runId: string, now: number, trigger: StoredRun['trigger'], slotMs?: number): StoredRun {
@@ -730,6 +734,7 @@ export class BatchScheduler implements BatchApi {
         throw new BatchError('CONFLICT', `job ${jobId} has ${active.length} run(s) still going (${active.map((r) => r.run.id).join(', ')}); cancel them or delete with force`);
       }
       const now = this.now();
+      const history = this.runsOf(jobId).filter((r) => isRunDone(r.run));
       for (const stored of active) {
         stored.run = applyRunEvent(stored.run, { type: 'cancel', atMs: now, reason: `job ${jobId} was deleted` });
         this.markRun(stored);
@@ -737,7 +742,9 @@ export class BatchScheduler implements BatchApi {
       this.jobs.delete(jobId);
       this.dirtyJobs.delete(jobId);
       this.deletedJobs.add(jobId);
-      this.prune(jobId);
+      // Its history goes with it; runs this cancelled stay until retention takes them, so whoever
+      // follows one sees how it ended.
+      for (const stored of history) this.forgetRun(stored.run.id);
       await this.plan();
       await this.flush();
       this.emit({ type: 'job_changed', jobId, job: undefined });

@@ -189,8 +189,13 @@ describe('batch scheduler', () => {
 
     // A job with a run still going is not deleted without force; with force its run is cancelled.
     await api.putJob(validateJobSpec({ id: 'busy', cmd: 'sleep 60', killGracePeriodSeconds: 0.2, cpus: 0.1, mem: 16 }));
+    const done = await api.triggerRun('a');
+    await cluster.ended(done.id);
     const run = await api.triggerRun('busy');
     await expect(api.deleteJob('busy')).rejects.toMatchObject({ code: 'CONFLICT' });
+    await api.deleteJob('b');
+    await api.deleteJob('a');
+    expect(await api.getRun(done.id)).toBeUndefined(); // an ended run goes with its job
     await api.deleteJob('busy', { force: true });
     expect(await api.getJob('busy')).toBeUndefined();
     await waitFor(() => cluster.masterTasks().live.length === 0, 'the busy task killed');
