@@ -8,6 +8,7 @@ import type { JobSpec, JobSpecInput } from '../job-spec.ts';
 import type { DefinitionFormat, FieldProblem } from '../parse-job-spec.ts';
 import { TERMINAL_RUN_STATES } from '../run-state.ts';
 import { eventFromWire, jobViewFromWire, specToWire } from './wire.ts';
+import { ApiTransport, unreachableReason } from '../../sdk/http/client-kit.ts';
 
 /** The API answered with an error status. */
 export class BatchHttpError extends Error {
@@ -30,9 +31,7 @@ export class BatchUnreachableError extends Error {
     readonly url: string,
     options: { cause: unknown },
   ) {
-    const cause = options.cause as { cause?: { code?: string; message?: string }; message?: string } | undefined;
-    const why = cause?.cause?.code ?? cause?.cause?.message ?? cause?.message ?? 'no answer';
-    super(`cannot reach the batch API at ${url} (${why}) — is \`agora up\` running? set --api or AGORA_BATCH_API`, options);
+    super(`cannot reach the batch API at ${url} (${unreachableReason(options.cause)}) — is \`agora up\` running? set --api or AGORA_BATCH_API`, options);
   }
 }
 
@@ -59,18 +58,22 @@ type Force = { force?: boolean };
 
 export class BatchClient {
   readonly baseUrl: string;
-  private readonly timeoutMs: number;
+  private readonly transport: ApiTransport;
 
   constructor(baseUrl: string, options: { timeoutMs?: number } = {}) {
-    this.baseUrl = baseUrl.replace(/\/+$/, '');
-    this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.transport = new ApiTransport(baseUrl, {
+      ...options,
+      unreachable: (cause) => new BatchUnreachableError(this.baseUrl, { cause }),
+      httpError: (status, message, problems, code) => new BatchHttpError(status, message, problems, code),
+    });
+    this.baseUrl = this.transport.baseUrl;
   }
 
   async listJobs(): Promise<JobView[]> {
-    return (await this.call<{ jobs: unknown[] }>('GET', '/v1/jobs')).jobs.map(jobViewFromWire);
+    return (await this.transport.call<{ jobs: unknown[] }>('GET', '/v1/jobs')).jobs.map(jobViewFromWire);
   }
   async getJob(jobId: string): Promise<JobView | undefined> {
-    const wire = await this.orUndefined(() => this.call<unknown>('GET', `/v1/jobs/${encodeURIComponent(jobId)}`));
+    const wire = await this.orUndefined(() => this.transport.call<unknown>('GET', `/v1/jobs/${encodeURIComponent(jobId)}`));
     return wire === undefined ? undefined : jobViewFromWire(wire);
   }
   /**
@@ -80,22 +83,22 @@ export class BatchClient {
    */
   async submitJob(text: string, format?: DefinitionFormat): Promise<PutJobResult> {
     const contentType = format === 'json' ? 'application/json' : format === 'yaml' ? 'application/yaml' : 'text/plain; charset=utf-8';
-    return this.putResult(await this.call('POST', '/v1/jobs', { text, contentType }));
+    return this.putResult(await this.transport.call('POST', '/v1/jobs', { text, contentType }));
   }
   /** Creates or replaces a job from a spec object (a parsed JobSpec or what a person would write); the server validates it. */
   async putJob(spec: JobSpec | JobSpecInput | Record<string, unknown>): Promise<PutJobResult> {
     const id = (spec as { id?: unknown }).id;
     const json = { json: specToWire(spec as Record<string, unknown>) };
     // Without a usable id, POST it anyway: the server names what is wrong with it.
-    if (typeof id !== 'string' || id === '') return this.putResult(await this.call('POST', '/v1/jobs', json));
-    return this.putResult(await this.call('PUT', `/v1/jobs/${encodeURIComponent(id)}`, json));
+    if (typeof id !== 'string' || id === '') return this.putResult(await this.transport.call('POST', '/v1/jobs', json));
+    return this.putResult(await this.transport.call('PUT', `/v1/jobs/${encodeURIComponent(id)}`, json));
   }
   /** CONFLICT (409) while runs of it are active, unless `force`, which cancels them. */
   async deleteJob(jobId: string, options: Force = {}): Promise<void> {
-    await this.call('DELETE', `/v1/jobs/${encodeURIComponent(jobId)}${options.force ? '?force=true' : ''}`);
+    await this.transport.call('DELETE', `/v1/jobs/${encodeURIComponent(jobId)}${options.force ? '?force=true' : ''}`);
   }
   triggerRun(jobId: string): Promise<RunSummary> {
-    return this.call('POST', `/v1/jobs/${encodeURIComponent(jobId)}/runs`);
+    return this.transport.call('POST', `/v1/jobs/${encodeURIComponent(jobId)}/runs`);
   }
   /** Newest first. */
   async listRuns(options: ListRunsOptions = {}): Promise<RunSummary[]> {
@@ -104,18 +107,18 @@ export class BatchClient {
     if (options.active !== undefined) query.set('active', String(options.active));
     if (options.limit !== undefined) query.set('limit', String(options.limit));
     const text = query.toString();
-    return (await this.call<{ runs: RunSummary[] }>('GET', `/v1/runs${text ? `?${text}` : ''}`)).runs;
+    return (await this.transport.call<{ runs: RunSummary[] }>('GET', `/v1/runs${text ? `?${text}` : ''}`)).runs;
   }
   getRun(runId: string): Promise<RunView | undefined> {
-    return this.orUndefined(() => this.call<RunView>('GET', `/v1/runs/${encodeURIComponent(runId)}`));
+    return this.orUndefined(() => this.transport.call<RunView>('GET', `/v1/runs/${encodeURIComponent(runId)}`));
   }
   /** The run without its tasks: what a progress display needs, small even for a 100000-task array. */
   getRunSummary(runId: string): Promise<RunSummary | undefined> {
-    return this.orUndefined(() => this.call<RunSummary>('GET', `/v1/runs/${encodeURIComponent(runId)}?summary=true`));
+    return this.orUndefined(() => this.transport.call<RunSummary>('GET', `/v1/runs/${encodeURIComponent(runId)}?summary=true`));
   }
   /** CONFLICT (409) when the run has ended already. */
   cancelRun(runId: string): Promise<RunSummary> {
-    return this.call('POST', `/v1/runs/${encodeURIComponent(runId)}/cancel`);
+    return this.transport.call('POST', `/v1/runs/${encodeURIComponent(runId)}/cancel`);
   }
 
   /** A piece of a task's stdout or stderr; read on from `offset + data.length` while it is below `size` or the attempt has not ended. */
@@ -127,8 +130,8 @@ export class BatchClient {
     if (request.length !== undefined) query.set('length', String(request.length));
     const text = query.toString();
     const path = `/v1/runs/${encodeURIComponent(runId)}/tasks/${index}/logs${text ? `?${text}` : ''}`;
-    const res = await this.send('GET', path);
-    if (!res.ok) throw await httpErrorOf(res, 'GET', path);
+    const res = await this.transport.send('GET', path);
+    if (!res.ok) throw await this.transport.errorOf(res, 'GET', path);
     let data: Buffer;
     try {
       data = Buffer.from(await res.arrayBuffer());
@@ -179,15 +182,15 @@ export class BatchClient {
     };
     const aborted = () => options.signal?.aborted === true;
     try {
-      touch(this.timeoutMs);
+      touch(this.transport.timeoutMs);
       let res: Response;
       try {
         res = await fetch(`${this.baseUrl}${path}`, { signal: controller.signal, headers: { accept: 'text/event-stream' } });
       } catch (error) {
         if (aborted()) return;
-        throw new BatchUnreachableError(this.baseUrl, { cause: silent ? new Error(`no answer within ${this.timeoutMs} ms`) : error });
+        throw new BatchUnreachableError(this.baseUrl, { cause: silent ? new Error(`no answer within ${this.transport.timeoutMs} ms`) : error });
       }
-      if (!res.ok) throw await httpErrorOf(res, 'GET', path);
+      if (!res.ok) throw await this.transport.errorOf(res, 'GET', path);
       if (!res.body) throw new BatchUnreachableError(this.baseUrl, { cause: new Error('the event stream has no body') });
       touch(idleMs);
       options.onOpen?.();
@@ -232,58 +235,9 @@ export class BatchClient {
       throw error;
     }
   }
-
-  private async send(method: string, path: string, body?: { json: unknown } | { text: string; contentType: string }): Promise<Response> {
-    const init: RequestInit = { method, signal: AbortSignal.timeout(this.timeoutMs) };
-    if (body && 'json' in body) {
-      init.body = JSON.stringify(body.json);
-      init.headers = { 'content-type': 'application/json' };
-    } else if (body) {
-      init.body = body.text;
-      init.headers = { 'content-type': body.contentType };
-    }
-    try {
-      return await fetch(`${this.baseUrl}${path}`, init);
-    } catch (error) {
-      throw new BatchUnreachableError(this.baseUrl, { cause: error });
-    }
-  }
-
-  private async call<T>(method: string, path: string, body?: { json: unknown } | { text: string; contentType: string }): Promise<T> {
-    const res = await this.send(method, path, body);
-    if (!res.ok) throw await httpErrorOf(res, method, path);
-    let text: string;
-    try {
-      text = await res.text();
-    } catch (error) {
-      throw new BatchUnreachableError(this.baseUrl, { cause: error });
-    }
-    try {
-      return (text === '' ? undefined : JSON.parse(text)) as T;
-    } catch {
-      throw new BatchHttpError(res.status, `${method} ${path} answered HTTP ${res.status} with a body that is not JSON: ${text.slice(0, 200)}`);
-    }
-  }
 }
 
 const EVENT_NAMES = new Set<string>(['job_changed', 'run', 'task', 'schedule_skipped']);
-
-async function httpErrorOf(res: Response, method: string, path: string): Promise<BatchHttpError> {
-  let text = '';
-  try {
-    text = await res.text();
-  } catch {
-    // the status says enough
-  }
-  let fields: { error?: unknown; problems?: unknown; code?: unknown } = {};
-  try {
-    fields = (text === '' ? {} : JSON.parse(text)) ?? {};
-  } catch {
-    // not JSON: quote it below
-  }
-  const message = typeof fields.error === 'string' ? fields.error : `${method} ${path} answered HTTP ${res.status}${text ? `: ${text.slice(0, 200)}` : ''}`;
-  return new BatchHttpError(res.status, message, Array.isArray(fields.problems) ? (fields.problems as FieldProblem[]) : [], typeof fields.code === 'string' ? fields.code : undefined);
-}
 
 /** The text/event-stream format: `event:` and `data:` lines, a blank line ends an event, `:` lines are comments. */
 class SseParser {

@@ -5,6 +5,7 @@
  */
 import type { FieldProblem } from '../parse-app-definition.ts';
 import type { AppStatus, AppVersion, DeploymentView, Endpoint, ServiceTask } from '../service-api.ts';
+import { ApiTransport, unreachableReason } from '../../sdk/http/client-kit.ts';
 
 /** The API answered with an error status. */
 export class ServicesHttpError extends Error {
@@ -25,8 +26,7 @@ export class ServicesUnreachableError extends Error {
     readonly url: string,
     options: { cause: unknown },
   ) {
-    const cause = options.cause as { cause?: { code?: string; message?: string }; message?: string } | undefined;
-    super(`cannot reach the services API at ${url} (${cause?.cause?.code ?? cause?.cause?.message ?? cause?.message ?? 'no answer'})`, options);
+    super(`cannot reach the services API at ${url} (${unreachableReason(options.cause)})`, options);
   }
 }
 
@@ -34,11 +34,15 @@ type Force = { force?: boolean };
 
 export class ServicesClient {
   readonly baseUrl: string;
-  private readonly timeoutMs: number;
+  private readonly transport: ApiTransport;
 
   constructor(baseUrl: string, options: { timeoutMs?: number } = {}) {
-    this.baseUrl = baseUrl.replace(/\/+$/, '');
-    this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.transport = new ApiTransport(baseUrl, {
+      ...options,
+      unreachable: (cause) => new ServicesUnreachableError(this.baseUrl, { cause }),
+      httpError: (status, message, problems) => new ServicesHttpError(status, message, problems),
+    });
+    this.baseUrl = this.transport.baseUrl;
   }
 
   async listApps(): Promise<AppStatus[]> {
@@ -91,31 +95,8 @@ export class ServicesClient {
     }
   }
 
-  private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const url = `${this.baseUrl}${path}`;
-    let res: Response;
-    try {
-      res = await fetch(url, {
-        method,
-        signal: AbortSignal.timeout(this.timeoutMs),
-        ...(body !== undefined && { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
-      });
-    } catch (error) {
-      throw new ServicesUnreachableError(this.baseUrl, { cause: error });
-    }
-    const text = await res.text();
-    let parsed: unknown;
-    try {
-      parsed = text === '' ? undefined : JSON.parse(text);
-    } catch {
-      parsed = undefined;
-    }
-    if (!res.ok) {
-      const fields = (parsed ?? {}) as { error?: unknown; problems?: unknown };
-      const message = typeof fields.error === 'string' ? fields.error : `${method} ${path} answered HTTP ${res.status}: ${text.slice(0, 200)}`;
-      throw new ServicesHttpError(res.status, message, Array.isArray(fields.problems) ? (fields.problems as FieldProblem[]) : []);
-    }
-    return parsed as T;
+  private call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    return this.transport.call<T>(method, path, body === undefined ? undefined : { json: body });
   }
 }
 
