@@ -310,7 +310,7 @@ function settle(run: Run, atMs: number): Run {
     const last = first.attempts.at(-1);
     // With an exit code the agent's message only says it again ("exited with code 1").
     const why = last?.outcome === 'timed_out' ? 'timed out' : last?.exitCode !== undefined ? `exited with ${last.exitCode}` : (last?.outcome ?? 'failed');
-    reason = `${failed.length} of ${run.tasks.length} task(s) failed; task ${first.index} ${why} after ${first.attempts.length} attempt(s)${last?.message && last.exitCode === undefined ? `: ${last.message}` : ''}`;
+    reason = `${failed.length} of ${run.tasks.length} task(s) failed; task ${first.index} ${why} after ${first.attempts.length} attempt(s)${last?.message && last.exitCode === undefined && last.outcome !== 'timed_out' ? `: ${last.message}` : ''}`;
   }
   const { reason: _previous, ...rest } = run;
   return { ...rest, state, finishedAtMs: atMs, ...(reason !== undefined && { reason }) };
