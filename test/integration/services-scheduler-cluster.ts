@@ -4,12 +4,11 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Agent, AgentOptions } from '../../agent/agent.ts';
 import type { MasterServer } from '../../master/http/server.ts';
-import type { TaskStateJson } from '../../master/cluster/state-json.ts';
 import { startServicesFramework, type ServicesFramework, type ServicesFrameworkOptions } from '../../frameworks/services/main.ts';
 import type { AppDefinitionInput, ServicesEvent } from '../../frameworks/services/index.ts';
-import { quiet, removeDir, startAgent, startMaster, tempDir } from './helpers.ts';
+import { FrameworkCluster } from './framework-cluster.ts';
+import { startMaster, tempDir } from './helpers.ts';
 
 /**
  * `node server.mjs`: serves on $PORT0 after $LISTEN_AFTER_MS; answers 503 on /health when SICK=1,
@@ -55,62 +54,12 @@ export function portRange(size = 60): [number, number] {
   return [begin, begin + size - 1];
 }
 
-export class ServicesCluster {
-  readonly agents: Agent[] = [];
-  readonly events: ServicesEvent[] = [];
-  framework: ServicesFramework | undefined;
-  private readonly dirs: string[] = [];
-
-  private constructor(readonly master: MasterServer) {}
+export class ServicesCluster extends FrameworkCluster<ServicesFramework, ServicesEvent, ServicesFrameworkOptions> {
+  private constructor(master: MasterServer) {
+    super(master, { name: 'services', start: startServicesFramework, agentResources: () => ({ cpus: 4, mem: 4096, disk: 1000, ports: [portRange()] }) });
+  }
 
   static async start(): Promise<ServicesCluster> {
     return new ServicesCluster(await startMaster());
-  }
-
-  async addAgent(options: Partial<AgentOptions> = {}): Promise<Agent> {
-    const workDir = options.workDir ?? tempDir('agora-agent-');
-    this.dirs.push(workDir);
-    const agent = await startAgent(this.master, {
-      workDir,
-      hostname: '127.0.0.1',
-      resources: { cpus: 4, mem: 4096, disk: 1000, ports: [portRange()] },
-      ...options,
-    });
-    this.agents.push(agent);
-    return agent;
-  }
-
-  async startFramework(options: Partial<ServicesFrameworkOptions> = {}): Promise<ServicesFramework> {
-    const framework = await startServicesFramework({
-      master: this.master.wsUrl,
-      store: 'memory:',
-      logger: quiet,
-      ...options,
-      scheduler: { reconnect: { initialMs: 50, maxMs: 500 }, reconcileTimeoutMs: 3000, ...options.scheduler },
-    });
-    framework.api.subscribe((event) => this.events.push(event));
-    this.framework = framework;
-    return framework;
-  }
-
-  get api(): ServicesFramework['api'] {
-    if (!this.framework) throw new Error('no services framework started');
-    return this.framework.api;
-  }
-
-  /** Every task of the framework the master has seen, live and completed. */
-  masterTasks(frameworkId = this.framework?.frameworkId): { live: TaskStateJson[]; completed: TaskStateJson[] } {
-    const state = this.master.master.state();
-    return {
-      live: state.tasks.filter((t) => t.frameworkId === frameworkId),
-      completed: state.completedTasks.filter((t) => t.frameworkId === frameworkId),
-    };
-  }
-
-  async close(): Promise<void> {
-    await this.framework?.close().catch(() => undefined);
-    for (const agent of this.agents) await agent.stop({ killTasks: true }).catch(() => undefined);
-    await this.master.close().catch(() => undefined);
-    for (const dir of this.dirs) removeDir(dir);
   }
 }
