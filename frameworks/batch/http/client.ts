@@ -73,7 +73,7 @@ export class BatchClient {
     return (await this.transport.call<{ jobs: unknown[] }>('GET', '/v1/jobs')).jobs.map(jobViewFromWire);
   }
   async getJob(jobId: string): Promise<JobView | undefined> {
-    const wire = await this.orUndefined(() => this.transport.call<unknown>('GET', `/v1/jobs/${encodeURIComponent(jobId)}`));
+    const wire = await this.transport.find<unknown>('GET', `/v1/jobs/${encodeURIComponent(jobId)}`);
     return wire === undefined ? undefined : jobViewFromWire(wire);
   }
   /**
@@ -110,11 +110,11 @@ export class BatchClient {
     return (await this.transport.call<{ runs: RunSummary[] }>('GET', `/v1/runs${text ? `?${text}` : ''}`)).runs;
   }
   getRun(runId: string): Promise<RunView | undefined> {
-    return this.orUndefined(() => this.transport.call<RunView>('GET', `/v1/runs/${encodeURIComponent(runId)}`));
+    return this.transport.find<RunView>('GET', `/v1/runs/${encodeURIComponent(runId)}`);
   }
   /** The run without its tasks: what a progress display needs, small even for a 100000-task array. */
   getRunSummary(runId: string): Promise<RunSummary | undefined> {
-    return this.orUndefined(() => this.transport.call<RunSummary>('GET', `/v1/runs/${encodeURIComponent(runId)}?summary=true`));
+    return this.transport.find<RunSummary>('GET', `/v1/runs/${encodeURIComponent(runId)}?summary=true`);
   }
   /** CONFLICT (409) when the run has ended already. */
   cancelRun(runId: string): Promise<RunSummary> {
@@ -225,15 +225,6 @@ export class BatchClient {
   private async putResult(wire: unknown): Promise<PutJobResult> {
     const { job, created } = wire as { job: unknown; created: boolean };
     return { job: jobViewFromWire(job), created };
-  }
-
-  private async orUndefined<T>(get: () => Promise<T>): Promise<T | undefined> {
-    try {
-      return await get();
-    } catch (error) {
-      if (error instanceof BatchHttpError && error.status === 404) return undefined;
-      throw error;
-    }
   }
 }
 

@@ -54,7 +54,20 @@ export class ApiTransport {
 
   /** The parsed JSON answer (undefined for an empty one); an error status rejects with `httpError`. */
   async call<T>(method: string, path: string, body?: RequestBody): Promise<T> {
-    const res = await this.send(method, path, body);
+    return this.read<T>(await this.send(method, path, body), method, path);
+  }
+
+  /** As `call`, but a 404 (no such thing) is undefined. */
+  async find<T>(method: string, path: string): Promise<T | undefined> {
+    const res = await this.send(method, path);
+    if (res.status === 404) {
+      await res.arrayBuffer().catch(() => undefined);
+      return undefined;
+    }
+    return this.read<T>(res, method, path);
+  }
+
+  private async read<T>(res: Response, method: string, path: string): Promise<T> {
     if (!res.ok) throw await this.errorOf(res, method, path);
     let text: string;
     try {

@@ -49,7 +49,7 @@ export class ServicesClient {
     return (await this.call<{ apps: AppStatus[] }>('GET', '/v1/apps')).apps;
   }
   async getApp(appId: string): Promise<AppStatus | undefined> {
-    return this.orUndefined(() => this.call<AppStatus>('GET', `/v1/apps${appPath(appId)}`));
+    return this.transport.find<AppStatus>('GET', `/v1/apps${appPath(appId)}`);
   }
   /** Creates or updates: the body is validated by the server (422 with problems). */
   putApp(appId: string, app: unknown, options: Force = {}): Promise<DeploymentView> {
@@ -74,7 +74,7 @@ export class ServicesClient {
     return (await this.call<{ deployments: DeploymentView[] }>('GET', '/v1/deployments')).deployments;
   }
   getDeployment(deploymentId: string): Promise<DeploymentView | undefined> {
-    return this.orUndefined(() => this.call<DeploymentView>('GET', `/v1/deployments/${encodeURIComponent(deploymentId)}`));
+    return this.transport.find<DeploymentView>('GET', `/v1/deployments/${encodeURIComponent(deploymentId)}`);
   }
   async cancelDeployment(deploymentId: string, options: Force = {}): Promise<void> {
     await this.call('DELETE', `/v1/deployments/${encodeURIComponent(deploymentId)}${forceQuery(options)}`);
@@ -84,15 +84,6 @@ export class ServicesClient {
   }
   async endpoints(appId: string): Promise<Endpoint[]> {
     return (await this.call<{ endpoints: Endpoint[] }>('GET', `/v1/apps${appPath(appId)}/endpoints`)).endpoints;
-  }
-
-  private async orUndefined<T>(get: () => Promise<T>): Promise<T | undefined> {
-    try {
-      return await get();
-    } catch (error) {
-      if (error instanceof ServicesHttpError && error.status === 404) return undefined;
-      throw error;
-    }
   }
 
   private call<T>(method: string, path: string, body?: unknown): Promise<T> {
