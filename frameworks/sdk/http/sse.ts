@@ -1,7 +1,8 @@
 /**
  * Server-sent events: one stream per client, with comment heartbeats so proxies and clients can
  * tell a quiet stream from a dead one. A client too slow to keep up is cut off (it reconnects)
- * rather than letting its backlog grow without bound. Used by the services and batch APIs.
+ * rather than letting its backlog grow without bound. A server keeps its streams in SseStreams so
+ * closing it ends them; streamHeld opens one with a snapshot first. Used by the services and batch APIs.
  */
 import type { ServerResponse } from 'node:http';
 
