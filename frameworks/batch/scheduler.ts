@@ -258,6 +258,10 @@ export class BatchScheduler implements BatchApi {
     this.flushing = true;
     try {
       while (this.flushWaiters.length > 0 || this.dirtyRuns.size + this.dirtyJobs.size + this.deletedRuns.size + this.deletedJobs.size > 0 || this.pendingAcks.length > 0) {
+        // One turn of the event loop first, so the rest of what already arrived (a frame carries
+        // many updates) joins this commit instead of each burst costing two: a commit rewrites
+        // every dirty run whole, so fewer of them is less CPU per task.
+        await new Promise<void>((resolve) => setImmediate(resolve));
         const waiters = this.flushWaiters.splice(0);
         const acks = this.pendingAcks.splice(0);
         const runIds = [...this.dirtyRuns];
