@@ -4,7 +4,8 @@
  * on — what `agora agent` runs. Its own process, so the agent (and the forks it makes) and the
  * master + scheduler do not share one event loop.
  *
- *   batch-agent.ts MASTER_WS_URL WORK_DIR [auto|off]   (cgroups: 'auto' is the agent's default)
+ *   batch-agent.ts MASTER_WS_URL WORK_DIR [auto|off] [CPUS]   (cgroups: 'auto' is the agent's default;
+ *                                                             CPUS overrides the detected cpus, for experiments)
  *
  * Prints one JSON line once registered ({"ready":true,"resources":…,"limits":…}) and runs until
  * SIGTERM, then stops its tasks, removes its work dir and exits.
@@ -14,11 +15,11 @@ import { pino } from 'pino';
 import { Agent } from '../../agent/agent.ts';
 import { ProcessContainerizer } from '../../agent/containerizers/process.ts';
 
-const [masterUrl, workDir, cgroupsMode = 'auto'] = process.argv.slice(2);
+const [masterUrl, workDir, cgroupsMode = 'auto', cpus] = process.argv.slice(2);
 if (!masterUrl || !workDir) throw new Error('usage: batch-agent.ts MASTER_WS_URL WORK_DIR [auto|off]');
 const logger = pino({ level: process.env.AGORA_LOG_LEVEL ?? 'warn' }, pino.destination(2));
 const containerizer = new ProcessContainerizer(cgroupsMode === 'off' ? { cgroups: false } : {});
-const agent = new Agent({ master: masterUrl, workDir, hostname: '127.0.0.1', containerizer, logger });
+const agent = new Agent({ master: masterUrl, workDir, hostname: '127.0.0.1', containerizer, logger, ...(cpus && { resources: { cpus: Number(cpus) } }) });
 
 let stopping = false;
 process.on('SIGTERM', () => {

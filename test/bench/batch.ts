@@ -20,11 +20,13 @@
  * The same is then measured with per-task cgroups off (`withoutCgroups`), to show what they cost.
  *
  * Knobs (environment): BENCH_TASKS (500), BENCH_ROUNDS (3), BENCH_CGROUPS_COMPARE=0 skips the
- * run without cgroups, BENCH_SLURM=0 skips Slurm, BENCH_PROF=DIR writes CPU profiles of this
- * process (master + scheduler) and the agent's.
+ * run without cgroups, BENCH_SLURM=0 skips Slurm, BENCH_AGENT_NODE_FLAGS='--max-semi-space-size=2'
+ * runs the agent's node with those flags, BENCH_AGENT_CPUS=N gives the agent N cpus instead of the
+ * detected ones (N / 0.1 tasks in flight; for experiments, not the headline), BENCH_PROF=DIR writes a CPU profile of the agent's process
+ * (run node with --cpu-prof for this one's).
  */
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -56,6 +58,8 @@ interface RunFigures {
   runningToEndMs: { p50: number; p99: number };
   /** A task ended → the next task launched on the freed resources: the offer cycle, as the scheduler sees it. */
   endToNextLaunchMs: { p50: number; p99: number };
+  /** CPU per task (ms) over the run: the agent's process, the tasks it reaped, this process (master + scheduler), and the whole machine busy (all processes, anyone's) as a share of its cores. */
+  cpu: { agentMs: number; tasksMs: number; masterSchedulerMs: number; machineBusy: number };
 }
 
 interface ConfigFigures {
@@ -79,12 +83,39 @@ function round2(n: number): number {
   return Math.round(n * 100) / 100;
 }
 
-async function startAgentProcess(masterUrl: string, cgroups: 'auto' | 'off', profDir: string | undefined): Promise<{ info: AgentInfo; stop: () => Promise<void> }> {
+const TICK_MS = 10; // USER_HZ is 100 on Linux
+
+/** A process's CPU so far (ms): its own, and that of the children it reaped (the tasks, for the agent). */
+function processCpu(pid: number | 'self'): { self: number; children: number } {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+    // Fields 14-17 (utime stime cutime cstime) are at 11-14 after the command name.
+    return { self: (f[11]! + f[12]!) * TICK_MS, children: (f[13]! + f[14]!) * TICK_MS };
+  } catch {
+    return { self: NaN, children: NaN };
+  }
+}
+
+/** The machine's busy and total CPU time so far (ticks, all cores). */
+function machineCpu(): { busy: number; total: number } {
+  const [, ...fields] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/);
+  const n = fields.map(Number);
+  const idle = n[3]! + n[4]!; // idle + iowait
+  const total = n.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
+
+async function startAgentProcess(masterUrl: string, cgroups: 'auto' | 'off', profDir: string | undefined): Promise<{ info: AgentInfo; pid: number; stop: () => Promise<void> }> {
   const worker = fileURLToPath(new URL('./batch-agent.ts', import.meta.url));
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'agora-batch-bench-agent-'));
-  const child = spawn(process.execPath, [...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), '--import', 'tsx', worker, masterUrl, workDir, cgroups], {
+  // The agent runs as `agora agent` would: without the bench's NODE_OPTIONS (a 64 MB young
+  // generation makes the agent's heap, and with it every fork of a task, much bigger).
+  const { NODE_OPTIONS: _benchNodeOptions, ...env } = process.env;
+  const nodeFlags = (process.env.BENCH_AGENT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeFlags, ...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), '--import', 'tsx', worker, masterUrl, workDir, cgroups, ...(process.env.BENCH_AGENT_CPUS ? [process.env.BENCH_AGENT_CPUS] : [])], {
     stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, AGORA_LOG_LEVEL: process.env.AGORA_LOG_LEVEL ?? 'warn' },
+    env: { ...env, AGORA_LOG_LEVEL: process.env.AGORA_LOG_LEVEL ?? 'warn' },
   });
   const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
   const stop = async () => {
@@ -102,7 +133,7 @@ async function startAgentProcess(masterUrl: string, cgroups: 'auto' | 'off', pro
       });
       void exited.then((code) => reject(new Error(`the agent's process exited (${code}) before it registered`)));
     });
-    return { info, stop };
+    return { info, pid: child.pid!, stop };
   } catch (error) {
     await stop();
     throw error;
@@ -110,7 +141,7 @@ async function startAgentProcess(masterUrl: string, cgroups: 'auto' | 'off', pro
 }
 
 /** Submits the job, triggers a run and waits for the event saying it ended. */
-async function timeRun(batch: BatchFramework, jobId: string): Promise<RunFigures> {
+async function timeRun(batch: BatchFramework, jobId: string, agentPid: number): Promise<RunFigures> {
   const spec = validateJobSpec({ id: jobId, cmd: 'true', cpus: TASK_CPUS, mem: TASK_MEM, array: `0-${TASKS - 1}` });
   const endedAt = new Map<string, number>();
   let wake: (() => void) | undefined;
@@ -120,20 +151,31 @@ async function timeRun(batch: BatchFramework, jobId: string): Promise<RunFigures
     wake?.();
   });
   try {
+    const agent0 = processCpu(agentPid);
+    const self0 = processCpu('self');
+    const machine0 = machineCpu();
     const start = performance.now();
     await batch.api.putJob(spec);
     const { id } = await batch.api.triggerRun(jobId);
     while (!endedAt.has(id)) await new Promise<void>((resolve) => (wake = resolve));
     const seconds = (endedAt.get(id)! - start) / 1000;
+    const [agent1, self1, machine1] = [processCpu(agentPid), processCpu('self'), machineCpu()];
+    const perTask = (ms: number) => round2(ms / TASKS);
+    const cpu = {
+      agentMs: perTask(agent1.self - agent0.self),
+      tasksMs: perTask(agent1.children - agent0.children),
+      masterSchedulerMs: perTask(self1.self - self0.self),
+      machineBusy: round2((machine1.busy - machine0.busy) / (machine1.total - machine0.total)),
+    };
     const run = (await batch.api.getRun(id))!;
     if (run.state !== 'succeeded' || run.counts.succeeded !== TASKS) throw new Error(`run ${id} ended ${run.state} ${JSON.stringify(run.counts)}: ${run.reason ?? ''}`);
-    return { seconds, ...anatomy(run, seconds) };
+    return { seconds, ...anatomy(run, seconds), cpu };
   } finally {
     unsubscribe();
   }
 }
 
-function anatomy(run: RunView, seconds: number): Omit<RunFigures, 'seconds'> {
+function anatomy(run: RunView, seconds: number): Omit<RunFigures, 'seconds' | 'cpu'> {
   const attempts = run.taskList.flatMap((t) => t.attempts);
   const toRunning: number[] = [];
   const toEnd: number[] = [];
@@ -163,16 +205,17 @@ async function throughAgora(cgroups: 'auto' | 'off', label: string): Promise<Con
   try {
     agent = await startAgentProcess(server.wsUrl, cgroups, profDir);
     batch = await startBatchFramework({ master: server.wsUrl, store: storeDir, logger: quiet });
-    const warmup = await timeRun(batch, 'bench-true');
+    const warmup = await timeRun(batch, 'bench-true', agent.pid);
     console.log(`  ${label}: warm-up ${warmup.seconds.toFixed(2)} s`);
     const rounds: RunFigures[] = [];
     for (let i = 0; i < ROUNDS; i++) {
-      const figures = await timeRun(batch, 'bench-true');
+      const figures = await timeRun(batch, 'bench-true', agent.pid);
       rounds.push(figures);
       console.log(
         `  ${label}: run ${i + 1}: ${figures.seconds.toFixed(2)} s = ${Math.round(TASKS / figures.seconds)} tasks/s; ` +
           `in flight ${figures.meanInFlight} on average; launched→RUNNING p50 ${figures.launchToRunningMs.p50} ms, RUNNING→ended p50 ${figures.runningToEndMs.p50} ms, ` +
-          `ended→next launch p50 ${figures.endToNextLaunchMs.p50} ms (p99 ${figures.endToNextLaunchMs.p99})`,
+          `ended→next launch p50 ${figures.endToNextLaunchMs.p50} ms (p99 ${figures.endToNextLaunchMs.p99}); ` +
+          `CPU per task: agent ${figures.cpu.agentMs} ms, the task itself ${figures.cpu.tasksMs} ms, master+scheduler ${figures.cpu.masterSchedulerMs} ms; machine ${Math.round(figures.cpu.machineBusy * 100)}% busy`,
       );
     }
     return { rounds, median: median(rounds, (r) => r.seconds), agent: agent.info };
@@ -254,6 +297,8 @@ export default async function run(_opts: { json: boolean }): Promise<Record<stri
     launchToRunningP50Ms: m.launchToRunningMs.p50,
     runningToEndP50Ms: m.runningToEndMs.p50,
     endToNextLaunchP50Ms: m.endToNextLaunchMs.p50,
+    cpuPerTaskMs: { agent: m.cpu.agentMs, task: m.cpu.tasksMs, masterScheduler: m.cpu.masterSchedulerMs },
+    machineBusy: m.cpu.machineBusy,
     machineCpus: os.availableParallelism(),
   };
 }
