@@ -416,8 +416,9 @@ appCommand('cancel <id>', 'cancel the app\'s deployment in progress: it reverts 
       const deployment = status.deployment;
       if (!deployment) fail(`app ${id} has no deployment in progress; nothing to cancel`);
       await client.cancelDeployment(deployment.id, { force: Boolean(flags.force) });
-      const revert = flags.force ? undefined : (await client.getApp(id))?.deployment;
-      if (revert && revert.id !== deployment.id) {
+      // The revert is a deployment of its own, made by the cancel; it may even be done already.
+      const revert = flags.force ? undefined : (await client.listDeployments()).find((d) => d.revertOf === deployment.id);
+      if (revert) {
         if (!flags.json || !flags.wait) {
           if (flags.json) return printJson({ cancelled: deployment.id, revert });
           process.stdout.write(`cancelled deployment ${deployment.id} of ${id}; reverting to version ${revert.to.version} (deployment ${revert.id})\n`);
