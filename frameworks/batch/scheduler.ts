@@ -235,7 +235,7 @@ export class BatchScheduler implements BatchApi {
     this.planRequested = true;
     void this.serial(() => {
       this.planRequested = false;
-      return this.plan();
+      this.planInBackground();
     });
   }
 
@@ -438,7 +438,7 @@ export class BatchScheduler implements BatchApi {
     }
     for (const { offer, tasks } of launches.values()) this.driver.launch(offer, tasks);
     this.log.debug({ tasks: launched.length, offers: launches.size }, 'launched');
-    await this.plan();
+    this.planInBackground();
   }
 
   /** Runs that may launch, by priority (higher first), then submission order. */
@@ -508,8 +508,25 @@ export class BatchScheduler implements BatchApi {
   // -------------------------------------------------------------------------------------------
   // Planning: schedules, dependencies, kills, suppress/revive, the next wake-up
 
+  /** Steps every run and acts on it, then waits until what that changed is in the store (API calls and ticks: their callers see it durable). */
   private async plan(): Promise<void> {
-    if (this.closed || !this.driverInstance) return;
+    if (this.planNow()) await this.flush().catch(() => undefined);
+  }
+
+  /**
+   * The same without waiting for the store: the flush loop commits the changes. For the hot paths
+   * (after each task that ends, after each launch): waiting there would hold up the driver's next
+   * event for a whole commit, so each commit would carry about one update and the store's commit
+   * latency would cap the throughput. Nothing depends on these changes being durable first: acks
+   * go out after the commit that holds their update, and launches after their write-ahead commit.
+   */
+  private planInBackground(): void {
+    if (this.planNow()) void this.flush().catch(() => undefined);
+  }
+
+  /** Returns whether it left changes to commit. */
+  private planNow(): boolean {
+    if (this.closed || !this.driverInstance) return false;
     const now = this.now();
     const wakes: number[] = [];
     this.fireSchedules(now, wakes);
@@ -531,7 +548,7 @@ export class BatchScheduler implements BatchApi {
     }
     this.offerDemand(launchable > 0 && this.unreconciled === undefined);
     this.armWake(wakes, now);
-    if (this.dirtyRuns.size + this.dirtyJobs.size + this.deletedRuns.size > 0) await this.flush().catch(() => undefined);
+    return this.dirtyRuns.size + this.dirtyJobs.size + this.deletedRuns.size > 0;
   }
 
   private killTask(taskId: string, agentId: string | undefined, spec: JobSpec): void {
