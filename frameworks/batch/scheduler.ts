@@ -301,6 +301,9 @@ export class BatchScheduler implements BatchApi {
           continue;
         }
         for (const status of acks) this.driverInstance?.acknowledge(status);
+        // The connection writes them on the next turn: announce after that, so whoever hears that a
+        // run ended and then asks the master finds its tasks' last updates acknowledged.
+        if (acks.length > 0) await new Promise<void>((resolve) => setImmediate(resolve));
         for (const id of announce) {
           const stored = this.runs.get(id);
           if (stored) this.emit({ type: 'run', run: this.summaryOf(stored) });
