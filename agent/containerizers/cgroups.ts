@@ -3,10 +3,12 @@
  * its `cpus` (CFS quota over a 100 ms period). Supports cgroup v1 (separate memory and cpu
  * hierarchies) and v2 (one unified hierarchy, `memory.max` and `cpu.max`).
  *
- * Everything on the launch path is synchronous and small (a mkdir and two or three writes per
- * controller): spawns are ~1 ms, and an async round trip per file would cost more than the work.
+ * Creating a task's cgroup (a mkdir and one to two writes per controller) is done on the thread
+ * pool: in cgroup v1 a memory cgroup's mkdir alone costs the better part of a millisecond, and on
+ * the agent's main thread that was a sixth of what it spends per task (a 500-task array of `true`).
  */
 import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { mkdir, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 const CFS_PERIOD_US = 100_000;
@@ -121,43 +123,59 @@ export class Cgroups {
     }
   }
 
-  /** Creates the task's cgroup with its limits. Undefined when the task asks for neither mem nor cpus. */
-  create(name: string, limits: CgroupLimits): TaskCgroup | undefined {
+  /**
+   * Creates the task's cgroup with its limits, on the thread pool (each controller's directory at
+   * once). Undefined when the task asks for neither mem nor cpus. On failure nothing is left behind.
+   */
+  async create(name: string, limits: CgroupLimits): Promise<TaskCgroup | undefined> {
+    const plan = this.plan(name, limits);
+    if (!plan) return undefined;
+    const made: string[] = [];
+    const results = await Promise.allSettled(
+      plan.steps.map(async ({ dir, files }) => {
+        await mkdir(dir);
+        made.push(dir);
+        for (const [file, value] of files) await writeFile(path.join(dir, file), value);
+      }),
+    );
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (!failed) return plan.cgroup;
+    await Promise.all(made.map((dir) => rmdir(dir).catch(() => undefined)));
+    const error = failed.reason as Error;
+    throw new CgroupError(`cannot create cgroup ${name}: ${error.message}`, { cause: error });
+  }
+
+  /** The cgroup's directories, each with the files to write after making it, in order. */
+  private plan(name: string, limits: CgroupLimits): { cgroup: TaskCgroup; steps: { dir: string; files: [string, string][] }[] } | undefined {
     const { memMb, cpus } = limits;
     if (!memMb && !cpus) return undefined;
     const quotaUs = cpus ? Math.max(1000, Math.round(cpus * CFS_PERIOD_US)) : undefined;
-    try {
-      if (this.version === 2) {
-        const dir = path.join(this.memoryParent, name);
-        mkdirSync(dir);
-        const cgroup: TaskCgroup = { version: 2, dirs: [dir], oomFile: path.join(dir, 'memory.events') };
-        if (memMb) {
-          writeFileSync(path.join(dir, 'memory.max'), String(Math.round(memMb * MB)));
-          cgroup.memMb = memMb;
-        }
-        if (quotaUs) writeFileSync(path.join(dir, 'cpu.max'), `${quotaUs} ${CFS_PERIOD_US}`);
-        return cgroup;
-      }
-      const cgroup: TaskCgroup = { version: 1, dirs: [] };
+    if (this.version === 2) {
+      const dir = path.join(this.memoryParent, name);
+      const cgroup: TaskCgroup = { version: 2, dirs: [dir], oomFile: path.join(dir, 'memory.events') };
+      const files: [string, string][] = [];
       if (memMb) {
-        const dir = path.join(this.memoryParent, name);
-        mkdirSync(dir);
-        cgroup.dirs.push(dir);
-        writeFileSync(path.join(dir, 'memory.limit_in_bytes'), String(Math.round(memMb * MB)));
-        cgroup.oomFile = path.join(dir, 'memory.oom_control');
+        files.push(['memory.max', String(Math.round(memMb * MB))]);
         cgroup.memMb = memMb;
       }
-      if (quotaUs) {
-        const dir = path.join(this.cpuParent, name);
-        mkdirSync(dir);
-        cgroup.dirs.push(dir);
-        writeFileSync(path.join(dir, 'cpu.cfs_period_us'), String(CFS_PERIOD_US));
-        writeFileSync(path.join(dir, 'cpu.cfs_quota_us'), String(quotaUs));
-      }
-      return cgroup;
-    } catch (error) {
-      throw new CgroupError(`cannot create cgroup ${name}: ${(error as Error).message}`, { cause: error });
+      if (quotaUs) files.push(['cpu.max', `${quotaUs} ${CFS_PERIOD_US}`]);
+      return { cgroup, steps: [{ dir, files }] };
     }
+    const cgroup: TaskCgroup = { version: 1, dirs: [] };
+    const steps: { dir: string; files: [string, string][] }[] = [];
+    if (memMb) {
+      const dir = path.join(this.memoryParent, name);
+      cgroup.dirs.push(dir);
+      cgroup.oomFile = path.join(dir, 'memory.oom_control');
+      cgroup.memMb = memMb;
+      steps.push({ dir, files: [['memory.limit_in_bytes', String(Math.round(memMb * MB))]] });
+    }
+    if (quotaUs) {
+      const dir = path.join(this.cpuParent, name);
+      cgroup.dirs.push(dir);
+      steps.push({ dir, files: [['cpu.cfs_period_us', String(CFS_PERIOD_US)], ['cpu.cfs_quota_us', String(quotaUs)]] });
+    }
+    return { cgroup, steps };
   }
 }
 

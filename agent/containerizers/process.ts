@@ -134,25 +134,42 @@ export class ProcessContainerizer implements Containerizer {
   }
 
   launch(spec: LaunchSpec, report: ReportStatus): Container {
-    const { sandbox } = spec;
+    const { sandbox, task, frameworkId } = spec;
     const container = new ProcessContainer(report, (cgroup) => this.release(cgroup), { cwd: sandbox, env: () => this.environment(spec) });
     // Creating stdout and stderr is a file creation each, which costs more than the spawn on a busy
-    // disk; doing it on the thread pool lets the agent spawn other tasks meanwhile. A small window
-    // bounds the descriptors held open: every fork copies the descriptor table.
-    this.whenOpenSlot(() => openLogs(sandbox, (error, stdout, stderr) => {
-      this.releaseOpenSlot();
-      if (error) {
-        container.failed(`cannot open the task's stdout/stderr in ${sandbox}: ${error.message}`);
-        return;
-      }
-      try {
-        if (container.killedBeforeStart()) return;
-        this.spawn(spec, container, stdout, stderr);
-      } finally {
-        closeSync(stdout);
-        closeSync(stderr);
-      }
-    }));
+    // disk, and so is the task's cgroup; doing them on the thread pool lets the agent spawn other
+    // tasks meanwhile. A small window bounds the descriptors held open: every fork copies the
+    // descriptor table.
+    this.whenOpenSlot(() => {
+      const cgroups = this.cgroups;
+      const cgroupMade = cgroups ? cgroups.create(cgroupName(frameworkId, task.taskId), { memMb: scalar(task.resources, 'mem'), cpus: scalar(task.resources, 'cpus') }) : Promise.resolve(undefined);
+      const logsOpened = new Promise<{ stdout: number; stderr: number }>((resolve, reject) => openLogs(sandbox, (error, stdout, stderr) => (error ? reject(error) : resolve({ stdout, stderr }))));
+      void Promise.allSettled([cgroupMade, logsOpened]).then(([made, opened]) => {
+        this.releaseOpenSlot();
+        const cgroup = made.status === 'fulfilled' ? made.value : undefined;
+        if (opened.status === 'rejected' || made.status === 'rejected') {
+          if (opened.status === 'fulfilled') {
+            closeSync(opened.value.stdout);
+            closeSync(opened.value.stderr);
+          }
+          this.release(cgroup);
+          const problem = opened.status === 'rejected' ? `cannot open the task's stdout/stderr in ${sandbox}: ${(opened.reason as Error).message}` : ((made as PromiseRejectedResult).reason as Error).message;
+          container.failed(problem);
+          return;
+        }
+        const { stdout, stderr } = opened.value;
+        try {
+          if (container.killedBeforeStart()) {
+            this.release(cgroup);
+            return;
+          }
+          this.spawn(spec, container, stdout, stderr, cgroup);
+        } finally {
+          closeSync(stdout);
+          closeSync(stderr);
+        }
+      });
+    });
     return container;
   }
 
@@ -169,20 +186,10 @@ export class ProcessContainerizer implements Containerizer {
     else this.opening--;
   }
 
-  private spawn(spec: LaunchSpec, container: ProcessContainer, stdout: number, stderr: number): void {
-    const { task, sandbox, frameworkId } = spec;
+  private spawn(spec: LaunchSpec, container: ProcessContainer, stdout: number, stderr: number, cgroup: TaskCgroup | undefined): void {
+    const { task, sandbox } = spec;
     const command = task.command;
     const shell = command.shell !== false;
-
-    let cgroup: TaskCgroup | undefined;
-    if (this.cgroups) {
-      try {
-        cgroup = this.cgroups.create(cgroupName(frameworkId, task.taskId), { memMb: scalar(task.resources, 'mem'), cpus: scalar(task.resources, 'cpus') });
-      } catch (error) {
-        container.failed((error as Error).message);
-        return;
-      }
-    }
 
     let file: string;
     let args: string[];
