@@ -19,11 +19,20 @@
  * gets its own cpu and memory cgroup (mkdir + limit writes, the task's shell joining it, rmdir after).
  * The same is then measured with per-task cgroups off (`withoutCgroups`), to show what they cost.
  *
- * Knobs (environment): BENCH_TASKS (500), BENCH_ROUNDS (3), BENCH_CGROUPS_COMPARE=0 skips the
- * run without cgroups, BENCH_SLURM=0 skips Slurm, BENCH_AGENT_NODE_FLAGS='--max-semi-space-size=2'
- * runs the agent's node with those flags, BENCH_AGENT_CPUS=N gives the agent N cpus instead of the
- * detected ones (N / 0.1 tasks in flight; for experiments, not the headline), BENCH_PROF=DIR writes a CPU profile of the agent's process
- * (run node with --cpu-prof for this one's).
+ * Each run also prints where the time went: tasks in flight on average, per-task latencies from
+ * the run's own record, and CPU per task of the agent, of the tasks it reaped (the forked children)
+ * and of this process (master + scheduler), with how busy the whole machine was (anyone's load).
+ * What it showed on a 2-vCPU VM (Nov 2026): the 20-task limit is not what binds (BENCH_AGENT_CPUS=8
+ * puts 80 in flight for +15 %; the extra tasks queue at the agent); the agent's main thread is,
+ * chiefly its synchronous spawn — a fork of a ~130 MB Node process blocks it ~3-5 ms per task and
+ * costs the forked child as much again — with the scheduler's store commits (each rewrites the
+ * whole run, fsynced twice) next in line.
+ *
+ * Knobs (environment): BENCH_TASKS (500), BENCH_ROUNDS (3), BENCH_CGROUPS_COMPARE=0 skips the run
+ * without cgroups, BENCH_SLURM=0 skips Slurm, BENCH_AGENT_CPUS=N gives the agent N cpus instead of
+ * the detected ones (N / 0.1 tasks in flight; for experiments, not the headline),
+ * BENCH_AGENT_NODE_FLAGS='…' runs the agent's node with those flags, BENCH_PROF=DIR writes a CPU
+ * profile of the agent's process there (run node with --cpu-prof for this one's).
  */
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -56,7 +65,7 @@ interface RunFigures {
   /** Per task, scheduler clock: launched (offer taken, attempt written) → RUNNING seen → terminal seen. */
   launchToRunningMs: { p50: number; p99: number };
   runningToEndMs: { p50: number; p99: number };
-  /** A task ended → the next task launched on the freed resources: the offer cycle, as the scheduler sees it. */
+  /** The k-th end → the launch its freed resources allowed, as the scheduler sees them (0: the master re-offered them, and the launch came, before the scheduler heard of the end). */
   endToNextLaunchMs: { p50: number; p99: number };
   /** CPU per task (ms) over the run: the agent's process, the tasks it reaped, this process (master + scheduler), and the whole machine busy (all processes, anyone's) as a share of its cores. */
   cpu: { agentMs: number; tasksMs: number; masterSchedulerMs: number; machineBusy: number };
