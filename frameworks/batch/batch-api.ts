@@ -134,6 +134,8 @@ export interface BatchApi {
   triggerRun(jobId: string): Promise<RunSummary>;
   listRuns(options?: ListRunsOptions): Promise<RunSummary[]>;
   getRun(runId: string): Promise<RunView | undefined>;
+  /** One task of a run (cheap where `getRun` of a big array is not); undefined when the run or the index is not there. */
+  getTask(runId: string, index: number): Promise<RunTaskView | undefined>;
   /** Kills its running tasks and launches no more; the run ends `cancelled`. Cancelling an ended run is a CONFLICT. */
   cancelRun(runId: string): Promise<RunSummary>;
   /** Reads a task's stdout or stderr from its agent's sandbox, through the master. */

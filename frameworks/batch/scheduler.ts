@@ -805,6 +805,11 @@ export class BatchScheduler implements BatchApi {
     return Promise.resolve(stored && { ...this.summaryOf(stored), taskList: stored.run.tasks.map((t) => this.taskView(t)) });
   }
 
+  getTask(runId: string, index: number): Promise<RunTaskView | undefined> {
+    const task = this.runs.get(runId)?.run.tasks.find((t) => t.index === index);
+    return Promise.resolve(task && this.taskView(task));
+  }
+
   cancelRun(runId: string): Promise<RunSummary> {
     return this.serial(async () => {
       const stored = this.runs.get(runId);

@@ -473,6 +473,9 @@ describe('batch HTTP API over the real scheduler and a real cluster', () => {
       const view = await client.getRun(run.id);
       expect(view?.taskList.map((t) => t.state)).toEqual(['succeeded', 'succeeded', 'succeeded', 'succeeded']);
       expect(await client.getRun('no-such-run')).toBeUndefined();
+      expect(await client.getTask(run.id, 2)).toEqual(view?.taskList[2]);
+      expect(await client.getTask(run.id, 99)).toBeUndefined();
+      expect(await client.getTask('no-such-run', 0)).toBeUndefined();
       expect((await client.listRuns({ jobId: 'client.array', limit: 5 })).map((r) => r.id)).toEqual([run.id]);
       expect((await client.taskLog(run.id, 2)).data.toString()).toBe('task 2\n');
       expect((await client.taskLog(run.id, 3, { file: 'stderr' })).data.toString()).toBe('to stderr\n');

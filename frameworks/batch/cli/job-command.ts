@@ -205,10 +205,11 @@ async function printLogs(api: BatchClient, runId: string, flags: LogsFlags): Pro
     // Wait for the launch: the logs exist only once an attempt runs.
     for (;;) {
       await sleep(500);
-      const now = await api.getRun(runId);
-      const t = now?.taskList.find((x) => x.index === index);
+      const t = await api.getTask(runId, index);
       if (t && t.attempts.length > 0) break;
-      if (!now || isRunEnded(now)) throw new CliExit(`run ${runId} ended (${now?.state ?? 'gone'}) before task ${index} was launched; it has no logs`);
+      // Ended tasks of a run that launched nothing more: the run is over (or gone).
+      const now = t && t.state === 'pending' ? undefined : await api.getRunSummary(runId);
+      if (!t || (now && isRunEnded(now))) throw new CliExit(`run ${runId} ended (${now?.state ?? 'gone'}) before task ${index} was launched; it has no logs`);
     }
   }
 
@@ -237,7 +238,7 @@ async function printLogs(api: BatchClient, runId: string, flags: LogsFlags): Pro
     await sleep(500);
   }
   if (flags.follow && !flags.json) {
-    const latest = (await api.getRun(runId))?.taskList.find((t) => t.index === index);
+    const latest = await api.getTask(runId, index);
     const last = latest?.attempts.at(-1);
     if (last && last.attempt > (attempt ?? 0)) process.stderr.write(`(task ${index} was retried: attempt ${last.attempt} runs now; \`agora job logs ${runId} --index ${index} --attempt ${last.attempt} -f\`)\n`);
   }

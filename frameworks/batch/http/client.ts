@@ -3,7 +3,7 @@
  * `followRun`, which watches one run to its end. Errors carry the server's message and per-field
  * problems so a CLI can print them as they are.
  */
-import type { BatchEvent, JobView, ListRunsOptions, RunSummary, RunView, TaskLogChunk, TaskLogFile, TaskLogRequest } from '../batch-api.ts';
+import type { BatchEvent, JobView, ListRunsOptions, RunSummary, RunTaskView, RunView, TaskLogChunk, TaskLogFile, TaskLogRequest } from '../batch-api.ts';
 import type { JobSpec, JobSpecInput } from '../job-spec.ts';
 import type { DefinitionFormat, FieldProblem } from '../parse-job-spec.ts';
 import { TERMINAL_RUN_STATES } from '../run-state.ts';
@@ -115,6 +115,13 @@ export class BatchClient {
   /** The run without its tasks: what a progress display needs, small even for a 100000-task array. */
   getRunSummary(runId: string): Promise<RunSummary | undefined> {
     return this.transport.find<RunSummary>('GET', `/v1/runs/${encodeURIComponent(runId)}?summary=true`);
+  }
+  /** One task with its attempts; undefined when the run or the index is not there. */
+  async getTask(runId: string, index: number): Promise<RunTaskView | undefined> {
+    const found = await this.transport.find<RunTaskView & { runId: string }>('GET', `/v1/runs/${encodeURIComponent(runId)}/tasks/${index}`);
+    if (!found) return undefined;
+    const { runId: _runId, ...task } = found;
+    return task;
   }
   /** CONFLICT (409) when the run has ended already. */
   cancelRun(runId: string): Promise<RunSummary> {

@@ -162,9 +162,11 @@ async function routeRuns(ctx: Context, r: ApiRequest, path: string[]): Promise<v
   return only(r, ['GET'], async () => {
     const taskIndex = wholeNumber(index, 'the task index in the path', 0);
     if (leaf === undefined) {
-      const run = await needRun(api, runId);
-      const task = run.taskList.find((t) => t.index === taskIndex);
-      if (!task) throw new BatchError('NOT_FOUND', `run ${runId} has no task ${taskIndex}; its tasks are ${describeIndices(run)}`);
+      const task = await api.getTask(runId, taskIndex);
+      if (!task) {
+        const run = await needRun(api, runId);
+        throw new BatchError('NOT_FOUND', `run ${runId} has no task ${taskIndex}; its tasks are ${describeIndices(run)}`);
+      }
       return sendJson(res, 200, { runId, ...task });
     }
     const request: TaskLogRequest = {};
