@@ -2,9 +2,13 @@
  * The batch framework's layout in its Store. Task states are not here (the master reconciles
  * them); what is here is everything a restart must not lose or repeat:
  *
- *   framework          { id }       the framework id to resume
- *   jobs/<jobId>       StoredJob    the definition, and the latest schedule slot handled
- *   runs/<runId>       StoredRun    the run with every attempt, and the spec it runs
+ *   framework                    { id }         the framework id to resume
+ *   jobs/<jobId>                 StoredJob      the definition, and the latest schedule slot handled
+ *   runs/<runId>                 StoredRunHead  the run without its tasks, and the spec it runs
+ *   runs/<runId>/tasks/<chunk>   RunTask[]      its tasks, TASKS_PER_CHUNK to a key
+ *
+ * Tasks are kept in chunks so that a status update rewrites the few hundred tasks around it, not a
+ * 100,000-task array whole (see RunRecords).
  *
  * Two write-ahead rules make restarts exact:
  *  - an attempt is recorded in its run BEFORE its task is launched, so a restarted scheduler knows
@@ -16,7 +20,7 @@ import { formatArray } from './array-spec.ts';
 import type { RunTrigger } from './batch-api.ts';
 import type { JobSpec } from './job-spec.ts';
 import { validateJobSpec } from './parse-job-spec.ts';
-import type { Run } from './run-state.ts';
+import type { Run, RunTask } from './run-state.ts';
 import type { SkippedSlots } from './schedule.ts';
 import { asDefinitionInput } from '../services/services-store.ts';
 
@@ -44,7 +48,16 @@ export const keys = {
   framework: 'framework',
   job: (jobId: string) => `jobs/${jobId}`,
   run: (runId: string) => `runs/${runId}`,
+  runTasks: (runId: string, chunk: number) => `runs/${runId}/tasks/${chunk}`,
 };
+
+export const TASKS_PER_CHUNK = 500;
+
+/** What `runs/<runId>` holds: the run with `tasks` empty and how many chunks hold them. */
+interface StoredRunHead extends Omit<StoredRun, 'run'> {
+  run: Run;
+  taskChunks?: number;
+}
 
 export interface BatchState {
   frameworkId: string | undefined;
@@ -62,11 +75,83 @@ export async function loadBatchState(store: Store): Promise<BatchState> {
       const stored = entry.value as StoredJob;
       return { ...stored, spec: revalidate(stored.spec, entry.key) };
     }),
-    runs: runs.map((entry) => {
-      const stored = entry.value as StoredRun;
-      return { ...stored, spec: revalidate(stored.spec, entry.key) };
-    }),
+    runs: assembleRuns(runs),
   };
+}
+
+/** Puts each run head back together with its task chunks (`runs/` lists both, in key order). */
+function assembleRuns(entries: readonly { key: string; value: unknown }[]): StoredRun[] {
+  const heads = new Map<string, { key: string; head: StoredRunHead }>();
+  const chunks = new Map<string, Map<number, RunTask[]>>();
+  for (const { key, value } of entries) {
+    const chunk = /^runs\/(.+)\/tasks\/(\d+)$/.exec(key);
+    if (chunk) {
+      let of = chunks.get(chunk[1]!);
+      if (!of) chunks.set(chunk[1]!, (of = new Map()));
+      of.set(Number(chunk[2]), value as RunTask[]);
+    } else {
+      heads.set(key.slice('runs/'.length), { key, head: value as StoredRunHead });
+    }
+  }
+  return [...heads.entries()].map(([runId, { key, head }]) => {
+    const { taskChunks, ...stored } = head;
+    const spec = revalidate(stored.spec, key);
+    // Runs written before tasks were chunked carry their tasks in the head.
+    if (taskChunks === undefined) return { ...stored, spec };
+    const of = chunks.get(runId);
+    const tasks: RunTask[] = [];
+    for (let i = 0; i < taskChunks; i++) {
+      const part = of?.get(i);
+      if (!part) throw new Error(`store key ${keys.runTasks(runId, i)} is missing: run ${runId} cannot be read back whole`);
+      tasks.push(...part);
+    }
+    return { ...stored, spec, run: { ...stored.run, tasks } };
+  });
+}
+
+/**
+ * Turns runs into store writes, chunk by chunk, writing only the chunks whose tasks changed since
+ * they were last committed. Run state is immutable data (run-state.ts returns new objects for what
+ * changes), so "changed" is a reference comparison. Call `committed` once the writes are durable.
+ */
+export class RunRecords {
+  /** The task arrays last committed, per run and chunk. */
+  private readonly written = new Map<string, (readonly RunTask[])[]>();
+
+  /** Writes for a run, and what to remember once they are committed. */
+  writesFor(stored: StoredRun): { writes: StoreWrite[]; committed: () => void } {
+    const { run, ...rest } = stored;
+    const before = this.written.get(run.id);
+    const count = Math.ceil(run.tasks.length / TASKS_PER_CHUNK);
+    const parts: RunTask[][] = [];
+    const writes: StoreWrite[] = [];
+    for (let i = 0; i < count; i++) {
+      const part = run.tasks.slice(i * TASKS_PER_CHUNK, (i + 1) * TASKS_PER_CHUNK);
+      parts.push(part);
+      const previous = before?.[i];
+      if (!previous || previous.length !== part.length || part.some((task, j) => task !== previous[j])) {
+        writes.push({ op: 'put', key: keys.runTasks(run.id, i), value: part });
+      }
+    }
+    const head: StoredRunHead = { ...rest, run: { ...run, tasks: [] }, taskChunks: count };
+    writes.push({ op: 'put', key: keys.run(run.id), value: head });
+    return { writes, committed: () => this.written.set(run.id, parts) };
+  }
+
+  /** Remembers runs just loaded from the store as written. */
+  loaded(stored: StoredRun): void {
+    const parts: RunTask[][] = [];
+    for (let i = 0; i * TASKS_PER_CHUNK < stored.run.tasks.length; i++) parts.push(stored.run.tasks.slice(i * TASKS_PER_CHUNK, (i + 1) * TASKS_PER_CHUNK));
+    this.written.set(stored.run.id, parts);
+  }
+
+  /** Deletes a run's head and every chunk it may have. */
+  deletesFor(runId: string, taskCount: number): StoreWrite[] {
+    this.written.delete(runId);
+    const writes: StoreWrite[] = [{ op: 'delete', key: keys.run(runId) }];
+    for (let i = 0; i * TASKS_PER_CHUNK < taskCount; i++) writes.push({ op: 'delete', key: keys.runTasks(runId, i) });
+    return writes;
+  }
 }
 
 /**
@@ -81,14 +166,6 @@ function revalidate(spec: JobSpec, key: string): JobSpec {
 
 export function putJob(job: StoredJob): StoreWrite {
   return { op: 'put', key: keys.job(job.spec.id), value: job };
-}
-
-export function putRun(run: StoredRun): StoreWrite {
-  return { op: 'put', key: keys.run(run.run.id), value: run };
-}
-
-export function deleteRun(runId: string): StoreWrite {
-  return { op: 'delete', key: keys.run(runId) };
 }
 
 export function deleteJob(jobId: string): StoreWrite {

@@ -55,7 +55,7 @@ import {
   type TaskLogChunk,
   type TaskLogRequest,
 } from './batch-api.ts';
-import { deleteJob, deleteRun, keys, loadBatchState, putJob, putRun, type StoredJob, type StoredRun } from './batch-store.ts';
+import { deleteJob, keys, loadBatchState, putJob, RunRecords, type StoredJob, type StoredRun } from './batch-store.ts';
 import { evaluateDependencies, findDependencyCycle, type RunSummary as DependencyRunSummary } from './dependencies.ts';
 import { taskPlan, type JobSpec } from './job-spec.ts';
 import { applyRunEvent, createRun, isRunDone, parseTaskId, runCounts, stepRun, type Run, type RunTask } from './run-state.ts';
@@ -113,7 +113,9 @@ export class BatchScheduler implements BatchApi {
   // Group commit: what the next flush writes, the updates it then acknowledges, who waits for it.
   private readonly dirtyRuns = new Set<string>();
   private readonly dirtyJobs = new Set<string>();
-  private readonly deletedRuns = new Set<string>();
+  /** Runs to delete from the store, with their task counts (how many chunks they have). */
+  private readonly deletedRuns = new Map<string, number>();
+  private readonly records = new RunRecords();
   private readonly deletedJobs = new Set<string>();
   private pendingAcks: TaskStatus[] = [];
   private flushWaiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
@@ -184,6 +186,7 @@ export class BatchScheduler implements BatchApi {
     for (const job of state.jobs) this.jobs.set(job.spec.id, job);
     for (const run of state.runs) {
       this.runs.set(run.run.id, run);
+      this.records.loaded(run);
       this.seq = Math.max(this.seq, run.seq + 1);
     }
     this.storedFrameworkId = state.frameworkId;
@@ -275,15 +278,19 @@ export class BatchScheduler implements BatchApi {
         this.deletedJobs.clear();
         this.changedRuns.clear();
         const writes: StoreWrite[] = [];
+        const written: (() => void)[] = [];
         for (const id of runIds) {
           const stored = this.runs.get(id);
-          if (stored) writes.push(putRun(stored));
+          if (!stored) continue;
+          const { writes: forRun, committed } = this.records.writesFor(stored);
+          writes.push(...forRun);
+          written.push(committed);
         }
         for (const id of jobIds) {
           const job = this.jobs.get(id);
           if (job) writes.push(putJob(job));
         }
-        for (const id of goneRuns) if (!this.runs.has(id)) writes.push(deleteRun(id));
+        for (const [id, tasks] of goneRuns) if (!this.runs.has(id)) writes.push(...this.records.deletesFor(id, tasks));
         for (const id of goneJobs) if (!this.jobs.has(id)) writes.push(deleteJob(id));
         try {
           if (writes.length > 0) await this.store.commit(writes);
@@ -291,7 +298,7 @@ export class BatchScheduler implements BatchApi {
           // Keep them dirty for the next try; the unacknowledged updates come again from the agents.
           for (const id of runIds) this.dirtyRuns.add(id);
           for (const id of jobIds) this.dirtyJobs.add(id);
-          for (const id of goneRuns) this.deletedRuns.add(id);
+          for (const [id, tasks] of goneRuns) this.deletedRuns.set(id, tasks);
           for (const id of goneJobs) this.deletedJobs.add(id);
           for (const id of announce) this.changedRuns.add(id);
           const failure = new BatchError('UNAVAILABLE', `cannot write to the ${this.store.description}: ${(error as Error).message}`);
@@ -300,6 +307,7 @@ export class BatchScheduler implements BatchApi {
           if (waiters.length === 0) break; // nobody is waiting: try again on the next change, not in a hot loop
           continue;
         }
+        for (const remember of written) remember();
         for (const status of acks) this.driverInstance?.acknowledge(status);
         // The connection writes them on the next turn: announce after that, so whoever hears that a
         // run ended and then asks the master finds its tasks' last updates acknowledged.
@@ -687,11 +695,12 @@ export class BatchScheduler implements BatchApi {
   }
 
   private forgetRun(runId: string): void {
+    const tasks = this.runs.get(runId)?.run.tasks.length ?? 0;
     this.runs.delete(runId);
     this.waiting.delete(runId);
     this.dirtyRuns.delete(runId);
     this.changedRuns.delete(runId);
-    this.deletedRuns.add(runId);
+    this.deletedRuns.set(runId, tasks);
   }
 
   private newRun(spec: JobSpec, runId: string, now: number, trigger: StoredRun['trigger'], slotMs?: number): StoredRun {

@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import { MemoryStore } from '../../frameworks/sdk/index.ts';
+import { keys, loadBatchState, RunRecords, TASKS_PER_CHUNK, type StoredRun } from '../../frameworks/batch/batch-store.ts';
+import { applyRunEvent, createRun, stepRun, validateJobSpec } from '../../frameworks/batch/index.ts';
+
+const spec = validateJobSpec({ id: 'wide', cmd: 'true', array: `0-${TASKS_PER_CHUNK * 2 + 199}%4` });
+
+function stored(): StoredRun {
+  const run = createRun({ id: 'wide-1', jobId: 'wide', indices: spec.array!.indices, maxRunning: 4, retries: spec.retries, nowMs: 1 });
+  return { run, spec, trigger: 'api', seq: 0 };
+}
+
+async function commit(store: MemoryStore, records: RunRecords, run: StoredRun): Promise<string[]> {
+  const { writes, committed } = records.writesFor(run);
+  await store.commit(writes);
+  committed();
+  return writes.map((w) => w.key);
+}
+
+describe('batch store: runs in task chunks', () => {
+  it('writes a big run as a head and chunks, then only the chunks that changed, and reads it back whole', async () => {
+    const store = new MemoryStore();
+    const records = new RunRecords();
+    const run = stored();
+    expect(await commit(store, records, run)).toEqual([keys.runTasks('wide-1', 0), keys.runTasks('wide-1', 1), keys.runTasks('wide-1', 2), keys.run('wide-1')]);
+
+    // Launch one task in the second chunk: only that chunk (and the small head) is rewritten.
+    const target = run.run.tasks[TASKS_PER_CHUNK + 3]!.index;
+    const step = stepRun(run.run, 2);
+    let next = step.run;
+    next = applyRunEvent(next, { type: 'launched', taskId: `wide-1_${target}_1`, atMs: 2 });
+    const changed = { ...run, run: next };
+    expect(step.launch.length).toBeGreaterThan(0);
+    expect(await commit(store, records, changed)).toEqual([keys.runTasks('wide-1', 1), keys.run('wide-1')]);
+
+    const state = await loadBatchState(store);
+    expect(state.runs).toHaveLength(1);
+    expect(state.runs[0]!.run).toEqual(changed.run);
+    expect(state.runs[0]!.spec).toEqual(spec);
+
+    // Deleting takes the head and every chunk.
+    await store.commit(records.deletesFor('wide-1', changed.run.tasks.length));
+    expect(await store.list('runs/')).toEqual([]);
+  });
+
+  it('reads a run stored whole (before chunks) and refuses one with a chunk missing', async () => {
+    const store = new MemoryStore();
+    const run = stored();
+    await store.put(keys.run('wide-1'), run);
+    expect((await loadBatchState(store)).runs[0]!.run).toEqual(run.run);
+
+    const records = new RunRecords();
+    await commit(store, records, run);
+    await store.delete(keys.runTasks('wide-1', 1));
+    await expect(loadBatchState(store)).rejects.toThrow(/runs\/wide-1\/tasks\/1 is missing/);
+  });
+});
