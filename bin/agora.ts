@@ -165,9 +165,10 @@ program
   .option('--store <url>', 'where apps, versions and deployments persist: a directory, file://…, redis://HOST:PORT', '.agora')
   .option('--host <host>', 'address the API and the service ports listen on', '127.0.0.1')
   .option('--port <port>', 'API port', '5051')
+  .option('--role <role>', 'the role it registers with (its share of the cluster); apps naming another role are refused', '*')
   .action(async (flags) => {
     const log = createLogger('services');
-    const services = await serveServices({ master: wsUrl(flags.master), store: flags.store, host: flags.host, port: parsePort(flags.port, 5051), logger: log }).catch((e: Error) =>
+    const services = await serveServices({ master: wsUrl(flags.master), store: flags.store, host: flags.host, port: parsePort(flags.port, 5051), role: flags.role, logger: log }).catch((e: Error) =>
       fail(`the services framework did not start: ${e.message}`),
     );
     log.info(`services framework ${services.frameworkId} up; API on ${services.url} (try: agora app list --api ${services.url})`);
@@ -182,9 +183,10 @@ program
   .option('--store <url>', 'where jobs and runs persist: a directory, file://…, redis://HOST:PORT', '.agora')
   .option('--host <host>', 'address the API listens on', '127.0.0.1')
   .option('--port <port>', 'API port', '5052')
+  .option('--role <role>', 'the role it registers with (its share of the cluster); jobs naming another role are refused', '*')
   .action(async (flags) => {
     const log = createLogger('batch');
-    const batch = await serveBatch({ master: wsUrl(flags.master), store: flags.store, host: flags.host, port: parsePort(flags.port, 5052), logger: log }).catch((e: Error) =>
+    const batch = await serveBatch({ master: wsUrl(flags.master), store: flags.store, host: flags.host, port: parsePort(flags.port, 5052), role: flags.role, logger: log }).catch((e: Error) =>
       fail(`the batch framework did not start: ${e.message}`),
     );
     log.info(`batch framework ${batch.frameworkId} up; API on ${batch.url} (try: agora job run --api ${batch.url} --wait -- echo hello)`);

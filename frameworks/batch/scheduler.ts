@@ -725,6 +725,7 @@ export class BatchScheduler implements BatchApi {
 
   putJob(spec: JobSpec): Promise<{ job: JobView; created: boolean }> {
     return this.serial(async () => {
+      this.checkRole(spec);
       this.checkDependencies(spec);
       const now = this.now();
       const existing = this.jobs.get(spec.id);
@@ -740,6 +741,14 @@ export class BatchScheduler implements BatchApi {
       await this.plan();
       return { job: view, created: !existing };
     });
+  }
+
+  private checkRole(spec: JobSpec): void {
+    const role = this.options.role ?? '*';
+    if (spec.role === '*' || spec.role === role) return;
+    // One framework, one role (Mesos without MULTI_ROLE): say so rather than run it under another role's share.
+    const message = `${spec.role} is not this batch framework's role (${role}); run a batch framework with --role ${spec.role} for it, or leave role out`;
+    throw new BatchError('INVALID', `role: ${message}`, { problems: [{ field: 'role', message }] });
   }
 
   private checkDependencies(spec: JobSpec): void {

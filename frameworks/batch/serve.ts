@@ -14,6 +14,8 @@ export interface ServeBatchOptions {
   /** Where the HTTP API listens. @default 127.0.0.1:5052 */
   host?: string;
   port?: number;
+  /** The role the framework registers with; definitions naming another role are refused. @default '*' */
+  role?: string;
   logger?: Logger;
 }
 
@@ -29,6 +31,7 @@ export async function serveBatch(options: ServeBatchOptions): Promise<ServingBat
     master: options.master,
     ...(options.store !== undefined && { store: options.store }),
     ...(options.logger && { logger: options.logger }),
+    ...(options.role !== undefined && { scheduler: { role: options.role } }),
   });
   try {
     const http = await startBatchHttp({

@@ -352,6 +352,12 @@ export class ServicesScheduler implements ServicesApi {
       if (error instanceof AppDefinitionError) throw new ServicesError('INVALID', error.message, error.problems);
       throw error;
     }
+    const role = this.options.role ?? '*';
+    if (app.role !== '*' && app.role !== role) {
+      // One framework, one role (Mesos without MULTI_ROLE): say so rather than run it under another role's share.
+      const message = `${app.role} is not this services framework's role (${role}); run a services framework with --role ${app.role} for it, or leave role out`;
+      throw new ServicesError('INVALID', `invalid app definition:\n  role: ${message}`, [{ field: 'role', message }]);
+    }
     if (app.servicePort !== undefined) {
       const holder = [...this.apps.values()].find((a) => a.app.id !== app.id && !a.deleting && a.app.servicePort === app.servicePort);
       if (holder) {

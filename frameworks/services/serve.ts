@@ -15,6 +15,8 @@ export interface ServeServicesOptions {
   /** Where the HTTP API listens. @default 127.0.0.1:5051 */
   host?: string;
   port?: number;
+  /** The role the framework registers with; definitions naming another role are refused. @default '*' */
+  role?: string;
   logger?: Logger;
 }
 
@@ -30,6 +32,7 @@ export async function serveServices(options: ServeServicesOptions): Promise<Serv
     master: options.master,
     ...(options.store !== undefined && { store: options.store }),
     ...(options.logger && { logger: options.logger }),
+    ...(options.role !== undefined && { scheduler: { role: options.role } }),
   });
   try {
     const http = await startServicesHttp({

@@ -205,6 +205,22 @@ describe('batch scheduler', () => {
     expect(ended.reason).toContain('job busy was deleted');
   });
 
+  it('runs under its role, and refuses a job that names another role', async () => {
+    await cluster.addAgent();
+    const framework = await cluster.startFramework({ scheduler: { role: 'analytics' } });
+    expect(cluster.master.master.state().frameworks.find((f) => f.id === framework.frameworkId)?.role).toBe('analytics');
+    const { validateJobSpec } = await import('../../frameworks/batch/index.ts');
+    await expect(cluster.api.putJob(validateJobSpec({ id: 'elsewhere', cmd: 'true', role: 'web' }))).rejects.toMatchObject({
+      code: 'INVALID',
+      message: expect.stringMatching(/role: web is not this batch framework's role \(analytics\); run a batch framework with --role web/),
+    });
+    expect(await cluster.api.getJob('elsewhere')).toBeUndefined();
+    for (const role of ['analytics', '*']) {
+      const run = await cluster.run({ id: `as-${role === '*' ? 'any' : role}`, cmd: 'true', cpus: 0.1, mem: 16, role });
+      expect((await cluster.ended(run.id)).state).toBe('succeeded');
+    }
+  });
+
   it('suppresses offers when idle and revives for new work', async () => {
     await cluster.addAgent();
     const framework = await cluster.startFramework();

@@ -267,6 +267,11 @@ describe('services scheduler', () => {
     await expect(c.api.putApp(app({ ...webApp('/b'), servicePort: 10080 }))).rejects.toMatchObject({ code: 'INVALID', message: expect.stringMatching(/servicePort: 10080 is already the service port of \/a/) });
     await expect(c.api.putApp(app({ ...webApp('/c'), dependencies: ['/a'] }))).rejects.toMatchObject({ code: 'INVALID', message: expect.stringMatching(/cycle: \/c → \/a → \/c/) });
     await expect(c.api.putApp(app(webApp('/a')))).rejects.toMatchObject({ code: 'CONFLICT' });
+    // One framework, one role: an app asking for another role is refused, not run under '*'.
+    await expect(c.api.putApp(app({ ...webApp('/d'), role: 'analytics' }))).rejects.toMatchObject({
+      code: 'INVALID',
+      message: expect.stringMatching(/role: analytics is not this services framework's role \(\*\); run a services framework with --role analytics/),
+    });
     await expect(c.api.scale('/a', -2)).rejects.toMatchObject({ code: 'INVALID' });
     await expect(c.api.scale('/nope', 2)).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await expect(c.api.deleteApp('/nope')).rejects.toMatchObject({ code: 'NOT_FOUND' });
