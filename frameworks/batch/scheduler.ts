@@ -30,6 +30,7 @@ import {
   MAX_FILE_READ_BYTES,
   ErrorCode,
   readTaskFile,
+  scalar,
   SchedulerDriver,
   subtract,
   TaskFileError,
@@ -417,7 +418,10 @@ export class BatchScheduler implements BatchApi {
       const step = stepRun(stored.run, now);
       if (step.launch.length === 0) continue;
       const placed = this.placementsOf(stored.run);
-      const specs = step.launch.map((request) => this.taskSpecFor(stored, request.index, request.attempt, request.taskId, placed));
+      // A 100,000-task array without a throttle asks for every task at once; build specs only for
+      // as many as these offers could hold.
+      const room = roomFor(stored.spec, [...remaining.values()]);
+      const specs = step.launch.slice(0, room).map((request) => this.taskSpecFor(stored, request.index, request.attempt, request.taskId, placed));
       // Constraints such as UNIQUE depend on where the previous task went: place those one by one.
       const batches = stored.spec.constraints.length > 0 ? specs.map((spec) => [spec]) : [specs];
       for (const batch of batches) {
@@ -927,6 +931,17 @@ export class BatchScheduler implements BatchApi {
       activeRuns: runs.filter((r) => !isRunDone(r.run)).length,
     };
   }
+}
+
+/** An upper bound on how many tasks of the spec the offers can hold, by cpus and mem. */
+function roomFor(spec: Pick<JobSpec, 'cpus' | 'mem'>, offers: readonly Offer[]): number {
+  let cpus = 0;
+  let mem = 0;
+  for (const offer of offers) {
+    cpus += scalar(offer.resources, 'cpus');
+    mem += scalar(offer.resources, 'mem');
+  }
+  return Math.floor(Math.min(cpus / spec.cpus, mem / spec.mem) + 1e-9);
 }
 
 function isRemovedFramework(error: MasterRefusedError): boolean {
