@@ -51,7 +51,11 @@ export const keys = {
   runTasks: (runId: string, chunk: number) => `runs/${runId}/tasks/${chunk}`,
 };
 
-export const TASKS_PER_CHUNK = 500;
+/**
+ * Small enough that an update rewrites little (the tasks in flight sit close together, so a commit
+ * touches one or two chunks), large enough that a 100,000-task array is 1,000 keys, not 100,000.
+ */
+export const TASKS_PER_CHUNK = 100;
 
 /** What `runs/<runId>` holds: the run with `tasks` empty and how many chunks hold them. */
 interface StoredRunHead extends Omit<StoredRun, 'run'> {
@@ -111,12 +115,16 @@ function assembleRuns(entries: readonly { key: string; value: unknown }[]): Stor
 
 /**
  * Turns runs into store writes, chunk by chunk, writing only the chunks whose tasks changed since
- * they were last committed. Run state is immutable data (run-state.ts returns new objects for what
- * changes), so "changed" is a reference comparison. Call `committed` once the writes are durable.
+ * they were last committed, and the head only when it changed. Run state is immutable data
+ * (run-state.ts returns new objects for what changes), so "changed" is a reference comparison for
+ * tasks. Most commits are then one small key, which a file store writes without a journal. Call
+ * `committed` once the writes are durable.
  */
 export class RunRecords {
   /** The task arrays last committed, per run and chunk. */
   private readonly written = new Map<string, (readonly RunTask[])[]>();
+  /** The head last committed, per run, as JSON. */
+  private readonly heads = new Map<string, string>();
 
   /** Writes for a run, and what to remember once they are committed. */
   writesFor(stored: StoredRun): { writes: StoreWrite[]; committed: () => void } {
@@ -134,11 +142,18 @@ export class RunRecords {
       }
     }
     const head: StoredRunHead = { ...rest, run: { ...run, tasks: [] }, taskChunks: count };
-    writes.push({ op: 'put', key: keys.run(run.id), value: head });
-    return { writes, committed: () => this.written.set(run.id, parts) };
+    const headText = JSON.stringify(head);
+    if (headText !== this.heads.get(run.id)) writes.push({ op: 'put', key: keys.run(run.id), value: head });
+    return {
+      writes,
+      committed: () => {
+        this.written.set(run.id, parts);
+        this.heads.set(run.id, headText);
+      },
+    };
   }
 
-  /** Remembers runs just loaded from the store as written. */
+  /** Remembers runs just loaded from the store as written (the head is written again once, in chunk form). */
   loaded(stored: StoredRun): void {
     const parts: RunTask[][] = [];
     for (let i = 0; i * TASKS_PER_CHUNK < stored.run.tasks.length; i++) parts.push(stored.run.tasks.slice(i * TASKS_PER_CHUNK, (i + 1) * TASKS_PER_CHUNK));
@@ -148,6 +163,7 @@ export class RunRecords {
   /** Deletes a run's head and every chunk it may have. */
   deletesFor(runId: string, taskCount: number): StoreWrite[] {
     this.written.delete(runId);
+    this.heads.delete(runId);
     const writes: StoreWrite[] = [{ op: 'delete', key: keys.run(runId) }];
     for (let i = 0; i * TASKS_PER_CHUNK < taskCount; i++) writes.push({ op: 'delete', key: keys.runTasks(runId, i) });
     return writes;

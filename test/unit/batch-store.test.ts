@@ -22,16 +22,20 @@ describe('batch store: runs in task chunks', () => {
     const store = new MemoryStore();
     const records = new RunRecords();
     const run = stored();
-    expect(await commit(store, records, run)).toEqual([keys.runTasks('wide-1', 0), keys.runTasks('wide-1', 1), keys.runTasks('wide-1', 2), keys.run('wide-1')]);
+    const chunks = Array.from({ length: Math.ceil(run.run.tasks.length / TASKS_PER_CHUNK) }, (_, i) => keys.runTasks('wide-1', i));
+    expect(chunks.length).toBeGreaterThan(2);
+    expect(await commit(store, records, run)).toEqual([...chunks, keys.run('wide-1')]);
 
-    // Launch one task in the second chunk: only that chunk (and the small head) is rewritten.
+    // Launch one task in the second chunk: that chunk is rewritten, and the head (the run is running now).
     const target = run.run.tasks[TASKS_PER_CHUNK + 3]!.index;
-    const step = stepRun(run.run, 2);
-    let next = step.run;
-    next = applyRunEvent(next, { type: 'launched', taskId: `wide-1_${target}_1`, atMs: 2 });
+    let next = applyRunEvent(run.run, { type: 'launched', taskId: `wide-1_${target}_1`, atMs: 2 });
+    expect(next.state).toBe('running');
+    expect(await commit(store, records, { ...run, run: next })).toEqual([keys.runTasks('wide-1', 1), keys.run('wide-1')]);
+    // It reports RUNNING: only its chunk changes; the head is as committed, so it is not written again.
+    next = applyRunEvent(next, { type: 'status', taskId: `wide-1_${target}_1`, state: 'RUNNING', atMs: 3 });
     const changed = { ...run, run: next };
-    expect(step.launch.length).toBeGreaterThan(0);
-    expect(await commit(store, records, changed)).toEqual([keys.runTasks('wide-1', 1), keys.run('wide-1')]);
+    expect(await commit(store, records, changed)).toEqual([keys.runTasks('wide-1', 1)]);
+    expect(stepRun(next, 4).launch.length).toBeGreaterThan(0);
 
     const state = await loadBatchState(store);
     expect(state.runs).toHaveLength(1);
