@@ -205,6 +205,25 @@ describe('batch scheduler', () => {
     expect(ended.reason).toContain('job busy was deleted');
   });
 
+  it('places tasks by the job\'s constraints: LIKE picks the agents, UNIQUE keeps one per host at a time', async () => {
+    await cluster.addAgent({ hostname: 'host-a', attributes: { rack: 'r1' } });
+    await cluster.addAgent({ hostname: 'host-b', attributes: { rack: 'r2' } });
+    await cluster.startFramework();
+    const onB = await cluster.run({ id: 'rack-two', cmd: 'true', cpus: 0.1, mem: 16, array: '0-5', constraints: [['rack', 'LIKE', 'r2']] });
+    const ended = await cluster.ended(onB.id);
+    expect(ended.state).toBe('succeeded');
+    expect(new Set(ended.taskList.map((t) => t.attempts[0]!.host))).toEqual(new Set(['host-b']));
+
+    // UNIQUE hostname: at most one live task per host, so 4 tasks on 2 hosts run two by two.
+    const log = join(scratch, 'unique.log');
+    writeFileSync(log, '');
+    const unique = await cluster.run({ id: 'one-per-host', cmd: `echo s >> ${log}; sleep 0.3; echo e >> ${log}`, cpus: 0.1, mem: 16, array: '0-3', constraints: [['hostname', 'UNIQUE']] });
+    const uniqueEnded = await cluster.ended(unique.id);
+    expect(uniqueEnded.state).toBe('succeeded');
+    expect(maxConcurrent(log).max).toBeLessThanOrEqual(2);
+    expect(new Set(uniqueEnded.taskList.map((t) => t.attempts[0]!.host))).toEqual(new Set(['host-a', 'host-b']));
+  });
+
   it('runs under its role, and refuses a job that names another role', async () => {
     await cluster.addAgent();
     const framework = await cluster.startFramework({ scheduler: { role: 'analytics' } });
