@@ -1,0 +1,162 @@
+/**
+ * The process containerizer's launcher: a small, long-lived child of the agent that spawns tasks for
+ * it (what `mesos-containerizer launch` is to a Mesos agent).
+ *
+ * Why: on Linux a spawn forks the calling process, and a fork costs in proportion to the caller's
+ * memory. The agent (tsx, zod, ws, pino, …) is well over 100 MB, so each spawn blocked its main
+ * thread for milliseconds; this process is plain JavaScript with no dependencies (no tsx), a
+ * fraction of that size, so it forks several times faster and off the agent's thread.
+ *
+ * Protocol: newline-delimited JSON. stdin (from the agent):
+ *   {"base": {...}}                         the environment every task starts from (sent once, first)
+ *   {"id", "file", "args", "cwd", "env", "ready"}   spawn: env holds what is added to base;
+ *                                           stdout/stderr go to cwd/stdout and cwd/stderr (appended);
+ *                                           ready: fd 3 is a pipe the task writes one byte to once
+ *                                           it is inside its cgroup
+ * stdout (to the agent):
+ *   {"up": true}                            once, at start: nothing was spawned before it
+ *   {"id", "pid", "startTime"}              spawned (startTime: field 22 of /proc/<pid>/stat)
+ *   {"id", "started": true}                 the ready byte arrived (only for ready: true)
+ *   {"id", "exit": code, "signal": name}    the task's main process ended
+ *   {"id", "error": message}                it could not be started (no pid was reported)
+ *
+ * Tasks are detached (a process group and session of their own), so they outlive this process: when
+ * the agent goes (stdin ends) the launcher exits and leaves them running, as the agent does; when the
+ * launcher dies, the agent watches the tasks it had spawned by pid.
+ */
+import { spawn } from 'node:child_process';
+import { close, open, readFileSync } from 'node:fs';
+import path from 'node:path';
+
+/** Tasks whose stdout/stderr are being opened at once: bounds the descriptors each fork copies. */
+const MAX_OPENING = 8;
+
+let base = {};
+let opening = 0;
+const openQueue = [];
+
+// Written synchronously (stdout is a pipe: synchronous on Linux), so a pid is on its way to the
+// agent before anything else happens here, even if this process is killed right after.
+function send(message) {
+  process.stdout.write(`${JSON.stringify(message)}\n`);
+}
+
+function startTime(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined; // not Linux; the agent checks liveness by signal 0 then
+  }
+}
+
+function whenOpenSlot(run) {
+  if (opening < MAX_OPENING) {
+    opening++;
+    run();
+  } else openQueue.push(run);
+}
+
+function releaseOpenSlot() {
+  const next = openQueue.shift();
+  if (next) next();
+  else opening--;
+}
+
+/** Opens (creating) the sandbox's stdout and stderr for appending, off the main thread. */
+function openLogs(sandbox, callback) {
+  let pending = 2;
+  let failure = null;
+  const fds = [-1, -1];
+  const done = (index) => (error, fd) => {
+    if (error) failure ??= error;
+    else fds[index] = fd;
+    if (--pending > 0) return;
+    if (failure) {
+      for (const fd of fds) if (fd >= 0) close(fd, () => {});
+      callback(failure);
+    } else callback(null, fds[0], fds[1]);
+  };
+  open(path.join(sandbox, 'stdout'), 'a', done(0));
+  open(path.join(sandbox, 'stderr'), 'a', done(1));
+}
+
+function launch(request) {
+  const { id, file, args, cwd, env, ready } = request;
+  whenOpenSlot(() =>
+    openLogs(cwd, (error, stdout, stderr) => {
+      releaseOpenSlot();
+      if (error) {
+        send({ id, error: `cannot open the task's stdout/stderr in ${cwd}: ${error.message}` });
+        return;
+      }
+      try {
+        spawnTask(id, file, args, cwd, { ...base, ...env }, ready, stdout, stderr);
+      } finally {
+        close(stdout, () => {});
+        close(stderr, () => {});
+      }
+    }),
+  );
+}
+
+function spawnTask(id, file, args, cwd, env, ready, stdout, stderr) {
+  let child;
+  try {
+    child = spawn(file, args, { cwd, env, stdio: ready ? ['ignore', stdout, stderr, 'pipe'] : ['ignore', stdout, stderr], detached: true });
+  } catch (error) {
+    send({ id, error: `cannot start the task: ${error.message}` });
+    return;
+  }
+  const pid = child.pid;
+  if (pid === undefined) {
+    // spawn reports ENOENT/EACCES asynchronously and never emits 'exit'.
+    child.once('error', (error) => send({ id, error: `cannot start ${file}: ${error.message}` }));
+    return;
+  }
+  send({ id, pid, startTime: startTime(pid) });
+  child.on('error', () => {
+    // Errors after a successful spawn are not task outcomes; 'exit' reports those.
+  });
+  const pipe = ready ? child.stdio[3] : null;
+  if (pipe) {
+    pipe.once('data', () => send({ id, started: true }));
+    pipe.on('error', () => {});
+    // 'close' comes after the pipe's data, so `started` always precedes `exit`.
+    child.once('close', (code, signal) => send({ id, exit: code, signal }));
+  } else {
+    child.once('exit', (code, signal) => send({ id, exit: code, signal }));
+  }
+}
+
+function onLine(line) {
+  if (line === '') return;
+  let message;
+  try {
+    message = JSON.parse(line);
+  } catch {
+    process.stderr.write(`agora launcher: ignoring a line that is not JSON: ${line.slice(0, 200)}\n`);
+    return;
+  }
+  if (message.base) base = message.base;
+  else launch(message);
+}
+
+// The agent's end of the pipes going away means the agent is gone: leave, and leave the tasks.
+process.stdout.on('error', () => process.exit(0));
+process.stdin.on('end', () => process.exit(0));
+process.stdin.on('error', () => process.exit(0));
+// Signals meant for the agent's terminal or group (Ctrl-C) are the agent's to act on; this process
+// follows the agent by its stdin.
+process.on('SIGINT', () => {});
+process.on('SIGHUP', () => {});
+
+let partial = '';
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (chunk) => {
+  const lines = (partial + chunk).split('\n');
+  partial = lines.pop();
+  for (const line of lines) onLine(line);
+});
+
+send({ up: true });

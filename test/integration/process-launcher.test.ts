@@ -1,0 +1,189 @@
+/**
+ * The process containerizer's launcher (agent/containerizers/launcher.mjs): the small child process
+ * that spawns tasks for the agent. What happens when it dies, when the agent dies, and when it
+ * cannot start at all.
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { TaskInfo } from '../../master/protocol/messages.ts';
+import { isTerminal } from '../../master/protocol/messages.ts';
+import type { ContainerStatus } from '../../agent/containerizers/containerizer.ts';
+import { ProcessContainerizer, processStartTime, type ProcessCheckpoint } from '../../agent/containerizers/process.ts';
+
+const root = mkdtempSync(path.join(os.tmpdir(), 'agora-launcher-'));
+const leftovers: number[] = [];
+afterAll(() => {
+  for (const pid of leftovers) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  rmSync(root, { recursive: true, force: true });
+});
+
+let seq = 0;
+function taskOf(command: string): TaskInfo {
+  return { taskId: `l${++seq}`, resources: {}, command: { value: command } };
+}
+
+function waitFor(predicate: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const tick = () => {
+      if (predicate()) return resolve();
+      if (Date.now() > deadline) return reject(new Error(`timed out waiting for ${what}`));
+      setTimeout(tick, 20);
+    };
+    tick();
+  });
+}
+
+/** Alive and not a zombie. */
+function alive(pid: number): boolean {
+  return processStartTime(pid) !== undefined;
+}
+
+function launch(containerizer: ProcessContainerizer, task: TaskInfo) {
+  const sandbox = path.join(root, 'sandboxes', task.taskId);
+  mkdirSync(sandbox, { recursive: true });
+  const statuses: ContainerStatus[] = [];
+  let resolveEnded!: (status: ContainerStatus) => void;
+  let resolveStarted!: (status: ContainerStatus) => void;
+  const ended = new Promise<ContainerStatus>((resolve) => (resolveEnded = resolve));
+  const started = new Promise<ContainerStatus>((resolve) => (resolveStarted = resolve));
+  const container = containerizer.launch({ frameworkId: 'fw', task, sandbox }, (status) => {
+    statuses.push(status);
+    resolveStarted(status);
+    if (isTerminal(status.state)) resolveEnded(status);
+  });
+  return { container, statuses, started, ended, sandbox };
+}
+
+describe('the process containerizer launcher', () => {
+  it('spawns tasks from a launcher process, not from the agent', async () => {
+    const containerizer = new ProcessContainerizer({ cgroups: false });
+    const run = launch(containerizer, taskOf('echo $PPID'));
+    expect(await run.ended).toMatchObject({ state: 'FINISHED' });
+    const launcherPid = containerizer.launcherPid;
+    expect(launcherPid).toBeGreaterThan(0);
+    expect(launcherPid).not.toBe(process.pid);
+    // sh's parent is the launcher.
+    expect(readFileSync(path.join(run.sandbox, 'stdout'), 'utf8').trim()).toBe(String(launcherPid));
+    containerizer.close();
+    await waitFor(() => !alive(launcherPid!), 'the closed launcher to exit');
+  });
+
+  it('when the launcher is SIGKILLed, keeps watching its running task, reports it when it ends, and launches new tasks through a new launcher', async () => {
+    const containerizer = new ProcessContainerizer({ cgroups: false, recoverPollMs: 50 });
+    // The task runs until the test lets it end.
+    const release = path.join(root, `release-${process.pid}`);
+    const run = launch(containerizer, taskOf(`while [ ! -e '${release}' ]; do sleep 0.05; done`));
+    const { pid } = (await run.started).checkpoint as ProcessCheckpoint;
+    leftovers.push(pid);
+    const first = containerizer.launcherPid!;
+    process.kill(first, 'SIGKILL');
+    await waitFor(() => containerizer.launcherPid === undefined, 'the agent to notice the launcher is gone');
+
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(alive(pid)).toBe(true);
+    expect(run.statuses.map((s) => s.state)).toEqual(['RUNNING']);
+
+    // A new task goes through a new launcher.
+    const next = launch(containerizer, taskOf('echo fine'));
+    expect(await next.ended).toMatchObject({ state: 'FINISHED', exitCode: 0 });
+    expect(readFileSync(path.join(next.sandbox, 'stdout'), 'utf8')).toBe('fine\n');
+    expect(containerizer.launcherPid).toBeGreaterThan(0);
+    expect(containerizer.launcherPid).not.toBe(first);
+
+    // The orphaned task ends: reported, with its exit status unknown (init reaped it, not us).
+    writeFileSync(release, '');
+    const end = await run.ended;
+    expect(end).toMatchObject({ state: 'FAILED', reason: 'AGENT_RESTARTED' });
+    expect(end.message).toMatch(/launcher died/);
+    expect(run.statuses.map((s) => s.state)).toEqual(['RUNNING', 'FAILED']);
+    containerizer.close();
+  });
+
+  it('kills an orphaned task by its process group when asked', async () => {
+    const containerizer = new ProcessContainerizer({ cgroups: false, recoverPollMs: 50 });
+    const run = launch(containerizer, taskOf('sleep 30'));
+    const { pid } = (await run.started).checkpoint as ProcessCheckpoint;
+    leftovers.push(pid);
+    process.kill(containerizer.launcherPid!, 'SIGKILL');
+    await waitFor(() => containerizer.launcherPid === undefined, 'the agent to notice the launcher is gone');
+    run.container.kill(5000);
+    expect(await run.ended).toMatchObject({ state: 'KILLED', reason: 'TASK_KILLED' });
+    await waitFor(() => !alive(pid), `task ${pid} to die`);
+    containerizer.close();
+  });
+
+  it('carries out a kill that arrives while the launcher is spawning the task', async () => {
+    const containerizer = new ProcessContainerizer({ cgroups: false });
+    const run = launch(containerizer, taskOf('echo $$ > task.pid; exec sleep 30'));
+    // Past the agent's preparation (the request is on its way to the launcher), before its pid is back.
+    await new Promise((resolve) => setImmediate(resolve));
+    run.container.kill(5000);
+    expect(await run.ended).toMatchObject({ state: 'KILLED', reason: 'TASK_KILLED' });
+    const pidFile = path.join(run.sandbox, 'task.pid');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    let taskPid: number | undefined;
+    try {
+      taskPid = Number(readFileSync(pidFile, 'utf8'));
+    } catch {
+      // never started: fine too
+    }
+    if (taskPid) await waitFor(() => !alive(taskPid), `task ${taskPid} to die`);
+    containerizer.close();
+  });
+
+  it('exits when the agent dies, leaving the tasks running', async () => {
+    const sandbox = path.join(root, 'sandboxes', 'agent-dies');
+    mkdirSync(sandbox, { recursive: true });
+    const script = fileURLToPath(new URL('./fixtures/launcher-agent-process.ts', import.meta.url));
+    const agent = spawn(process.execPath, ['--import', 'tsx', script, sandbox], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const line = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      agent.stdout.on('data', (chunk: Buffer) => {
+        out += chunk.toString();
+        if (out.includes('\n')) resolve(out.split('\n')[0]!);
+      });
+      agent.once('exit', (code) => reject(new Error(`the agent process exited (${code}) before its task ran`)));
+    });
+    const { launcherPid, taskPid } = JSON.parse(line) as { launcherPid: number; taskPid: number };
+    leftovers.push(taskPid);
+    expect(alive(launcherPid)).toBe(true);
+    agent.kill('SIGKILL');
+    await waitFor(() => !alive(launcherPid), 'the launcher to exit after its agent');
+    expect(alive(taskPid)).toBe(true);
+    process.kill(-taskPid, 'SIGKILL');
+  }, 30_000);
+
+  it('spawns in-process with launcher: false', async () => {
+    const containerizer = new ProcessContainerizer({ cgroups: false, launcher: false });
+    const run = launch(containerizer, taskOf('echo $PPID'));
+    expect(await run.ended).toMatchObject({ state: 'FINISHED' });
+    expect(containerizer.launcherPid).toBeUndefined();
+    expect(readFileSync(path.join(run.sandbox, 'stdout'), 'utf8').trim()).toBe(String(process.pid));
+  });
+
+  it('falls back to spawning in-process, said once, when the launcher cannot start', async () => {
+    const broken = path.join(root, 'broken-launcher.mjs');
+    writeFileSync(broken, 'process.exit(3);\n');
+    const warnings: string[] = [];
+    const containerizer = new ProcessContainerizer({ cgroups: false, launcherScript: broken, warn: (m) => warnings.push(m) });
+    const runs = [launch(containerizer, taskOf('echo one')), launch(containerizer, taskOf('echo two'))];
+    for (const run of runs) expect(await run.ended).toMatchObject({ state: 'FINISHED' });
+    expect(readFileSync(path.join(runs[0]!.sandbox, 'stdout'), 'utf8')).toBe('one\n');
+    const later = launch(containerizer, taskOf('echo $PPID'));
+    expect(await later.ended).toMatchObject({ state: 'FINISHED' });
+    expect(readFileSync(path.join(later.sandbox, 'stdout'), 'utf8').trim()).toBe(String(process.pid));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/spawned from the agent's process: it exited before it was up \(exit code 3\)/);
+  });
+});
