@@ -23,10 +23,11 @@
  * the run's own record, and CPU per task of the agent, of the tasks it reaped (the forked children)
  * and of this process (master + scheduler), with how busy the whole machine was (anyone's load).
  * What it showed on a 2-vCPU VM (Nov 2026): the 20-task limit is not what binds (BENCH_AGENT_CPUS=8
- * puts 80 in flight for +15 %; the extra tasks queue at the agent); the agent's main thread is,
- * chiefly its synchronous spawn — a fork of a ~130 MB Node process blocks it ~3-5 ms per task and
- * costs the forked child as much again — with the scheduler's store commits (each rewrites the
- * whole run, fsynced twice) next in line.
+ * puts 80 in flight for +15 %; the extra tasks queue at the agent); CPU is. A task costs ~7 ms of
+ * CPU in all — agent ~1.5-2, its launcher's fork ~1.5-2.5, the task's own `sh -c true` ~1.5,
+ * master+scheduler ~1.5-2 — which caps two cores near 250-300 tasks/s. Forks cost more the bigger the
+ * forking process (0.8 ms at 53 MB RSS, 3.2 ms at 105 MB), hence the agent's lean launcher
+ * (agent/containerizers/launcher.mjs) instead of forking from the ~120 MB agent.
  *
  * Knobs (environment): BENCH_TASKS (500), BENCH_ROUNDS (3), BENCH_CGROUPS_COMPARE=0 skips the run
  * without cgroups, BENCH_SLURM=0 skips Slurm, BENCH_AGENT_CPUS=N gives the agent N cpus instead of
@@ -35,7 +36,7 @@
  * profile of the agent's process there (run node with --cpu-prof for this one's).
  */
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -68,7 +69,7 @@ interface RunFigures {
   /** The k-th end → the launch its freed resources allowed, as the scheduler sees them (0: the master re-offered them, and the launch came, before the scheduler heard of the end). */
   endToNextLaunchMs: { p50: number; p99: number };
   /** CPU per task (ms) over the run: the agent's process, the tasks it reaped, this process (master + scheduler), and the whole machine busy (all processes, anyone's) as a share of its cores. */
-  cpu: { agentMs: number; tasksMs: number; masterSchedulerMs: number; machineBusy: number };
+  cpu: { agentMs: number; launcherMs: number; tasksMs: number; masterSchedulerMs: number; machineBusy: number };
 }
 
 interface ConfigFigures {
@@ -149,6 +150,21 @@ async function startAgentProcess(masterUrl: string, cgroups: 'auto' | 'off', pro
   }
 }
 
+/** The agent's task launcher (agent/containerizers/launcher.mjs): the child that forks the tasks and reaps them. */
+function launcherPidOf(agentPid: number): number | undefined {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === agentPid && readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('launcher.mjs')) return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
+}
+
 /** Submits the job, triggers a run and waits for the event saying it ended. */
 async function timeRun(batch: BatchFramework, jobId: string, agentPid: number): Promise<RunFigures> {
   const spec = validateJobSpec({ id: jobId, cmd: 'true', cpus: TASK_CPUS, mem: TASK_MEM, array: `0-${TASKS - 1}` });
@@ -160,6 +176,9 @@ async function timeRun(batch: BatchFramework, jobId: string, agentPid: number): 
     wake?.();
   });
   try {
+    const launcherPid = launcherPidOf(agentPid);
+    const zero = { self: 0, children: 0 };
+    const launcher0 = launcherPid === undefined ? zero : processCpu(launcherPid);
     const agent0 = processCpu(agentPid);
     const self0 = processCpu('self');
     const machine0 = machineCpu();
@@ -169,10 +188,13 @@ async function timeRun(batch: BatchFramework, jobId: string, agentPid: number): 
     while (!endedAt.has(id)) await new Promise<void>((resolve) => (wake = resolve));
     const seconds = (endedAt.get(id)! - start) / 1000;
     const [agent1, self1, machine1] = [processCpu(agentPid), processCpu('self'), machineCpu()];
+    const launcher1 = launcherPid === undefined ? zero : processCpu(launcherPid);
     const perTask = (ms: number) => round2(ms / TASKS);
     const cpu = {
       agentMs: perTask(agent1.self - agent0.self),
-      tasksMs: perTask(agent1.children - agent0.children),
+      launcherMs: perTask(launcher1.self - launcher0.self),
+      // The tasks are reaped by the launcher (or by the agent when it spawns in-process).
+      tasksMs: perTask(agent1.children - agent0.children + launcher1.children - launcher0.children),
       masterSchedulerMs: perTask(self1.self - self0.self),
       machineBusy: round2((machine1.busy - machine0.busy) / (machine1.total - machine0.total)),
     };
@@ -224,7 +246,7 @@ async function throughAgora(cgroups: 'auto' | 'off', label: string): Promise<Con
         `  ${label}: run ${i + 1}: ${figures.seconds.toFixed(2)} s = ${Math.round(TASKS / figures.seconds)} tasks/s; ` +
           `in flight ${figures.meanInFlight} on average; launched→RUNNING p50 ${figures.launchToRunningMs.p50} ms, RUNNING→ended p50 ${figures.runningToEndMs.p50} ms, ` +
           `ended→next launch p50 ${figures.endToNextLaunchMs.p50} ms (p99 ${figures.endToNextLaunchMs.p99}); ` +
-          `CPU per task: agent ${figures.cpu.agentMs} ms, the task itself ${figures.cpu.tasksMs} ms, master+scheduler ${figures.cpu.masterSchedulerMs} ms; machine ${Math.round(figures.cpu.machineBusy * 100)}% busy`,
+          `CPU per task: agent ${figures.cpu.agentMs} ms, its launcher ${figures.cpu.launcherMs} ms, the task itself ${figures.cpu.tasksMs} ms, master+scheduler ${figures.cpu.masterSchedulerMs} ms; machine ${Math.round(figures.cpu.machineBusy * 100)}% busy`,
       );
     }
     return { rounds, median: median(rounds, (r) => r.seconds), agent: agent.info };
@@ -306,7 +328,7 @@ export default async function run(_opts: { json: boolean }): Promise<Record<stri
     launchToRunningP50Ms: m.launchToRunningMs.p50,
     runningToEndP50Ms: m.runningToEndMs.p50,
     endToNextLaunchP50Ms: m.endToNextLaunchMs.p50,
-    cpuPerTaskMs: { agent: m.cpu.agentMs, task: m.cpu.tasksMs, masterScheduler: m.cpu.masterSchedulerMs },
+    cpuPerTaskMs: { agent: m.cpu.agentMs, launcher: m.cpu.launcherMs, task: m.cpu.tasksMs, masterScheduler: m.cpu.masterSchedulerMs },
     machineBusy: m.cpu.machineBusy,
     machineCpus: os.availableParallelism(),
   };
