@@ -21,12 +21,12 @@ async function masterOn(port: number, agentReregisterTimeoutMs: number): Promise
 
 describe('reconciliation after a master restart', () => {
   it('holds the answer for a task on an agent that has not re-registered yet, then answers RUNNING', async () => {
-    const first = await startMaster({ agentReregisterTimeoutMs: 5000 });
+    const first = await startMaster({ agentReregisterTimeoutMs: 8000 });
     const port = first.port;
     const workDir = tempDir('agora-agent-');
     cleanups.push(() => removeDir(workDir));
-    // The agent comes back slowly (1.5 s between tries); the scheduler quickly.
-    const agent: Agent = await startAgent(first, { workDir, reconnect: { initialMs: 1500, maxMs: 1500 } });
+    // The agent comes back slowly (3 s between tries); the scheduler quickly.
+    const agent: Agent = await startAgent(first, { workDir, reconnect: { initialMs: 3000, maxMs: 3000 } });
     cleanups.push(() => agent.stop({ killTasks: true }));
     const scheduler = new TestScheduler(first, { failoverTimeoutMs: 60_000 });
     cleanups.push(() => scheduler.driver.stop());
@@ -35,9 +35,14 @@ describe('reconciliation after a master restart', () => {
     const running = await scheduler.waitForUpdate('keeps-running', 'RUNNING');
 
     await first.close();
-    const second = await masterOn(port, 5000);
+    const second = await masterOn(port, 8000);
     const frameworkId = scheduler.driver.frameworkId;
-    await waitFor(() => second.master.state().frameworks.some((f) => f.id === frameworkId && f.status === 'ACTIVE'), 'the scheduler to re-subscribe to the new master');
+    // Both sides: the new master has the subscription, and the driver has its SUBSCRIBED (either
+    // alone can be true while the other is still in flight).
+    await waitFor(
+      () => scheduler.driver.state === 'subscribed' && second.master.state().frameworks.some((f) => f.id === frameworkId && f.status === 'ACTIVE'),
+      'the scheduler to re-subscribe to the new master',
+    );
     expect(second.master.state().agents).toHaveLength(0); // the agent is not back yet: that is the point
     const before = scheduler.updates.length;
     scheduler.driver.reconcile([{ taskId: 'keeps-running', agentId: running.agentId! }]);
