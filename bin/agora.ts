@@ -158,41 +158,67 @@ program
     });
   });
 
-program
-  .command('services')
-  .description('run the services framework (long-running apps: deployments, health, discovery, load balancing) and its HTTP API')
-  .option('--master <url>', 'the master', 'ws://127.0.0.1:5050')
-  .option('--store <url>', 'where apps, versions and deployments persist: a directory, file://…, redis://HOST:PORT', '.agora')
-  .option('--host <host>', 'address the API and the service ports listen on', '127.0.0.1')
-  .option('--port <port>', 'API port', '5051')
-  .option('--role <role>', 'the role it registers with (its share of the cluster); apps naming another role are refused', '*')
-  .action(async (flags) => {
-    const log = createLogger('services');
-    const services = await serveServices({ master: wsUrl(flags.master), store: flags.store, host: flags.host, port: parsePort(flags.port, 5051), role: flags.role, logger: log }).catch((e: Error) =>
-      fail(`the services framework did not start: ${e.message}`),
-    );
-    log.info(`services framework ${services.frameworkId} up; API on ${services.url} (try: agora app list --api ${services.url})`);
-    // Its tasks keep running: a restarted services framework resumes them within its failover timeout.
-    onShutdown(log, () => services.close());
-  });
+interface ServeFlags {
+  master: string;
+  store: string;
+  host: string;
+  port: string;
+  role: string;
+}
 
-program
-  .command('batch')
-  .description('run the batch framework (jobs, arrays, retries, schedules, dependencies) and its HTTP API')
-  .option('--master <url>', 'the master', 'ws://127.0.0.1:5050')
-  .option('--store <url>', 'where jobs and runs persist: a directory, file://…, redis://HOST:PORT', '.agora')
-  .option('--host <host>', 'address the API listens on', '127.0.0.1')
-  .option('--port <port>', 'API port', '5052')
-  .option('--role <role>', 'the role it registers with (its share of the cluster); jobs naming another role are refused', '*')
-  .action(async (flags) => {
-    const log = createLogger('batch');
-    const batch = await serveBatch({ master: wsUrl(flags.master), store: flags.store, host: flags.host, port: parsePort(flags.port, 5052), role: flags.role, logger: log }).catch((e: Error) =>
-      fail(`the batch framework did not start: ${e.message}`),
-    );
-    log.info(`batch framework ${batch.frameworkId} up; API on ${batch.url} (try: agora job run --api ${batch.url} --wait -- echo hello)`);
-    // Its tasks keep running: a restarted batch framework resumes its runs within its failover timeout.
-    onShutdown(log, () => batch.close());
-  });
+/**
+ * `agora services` and `agora batch`: one framework and its HTTP API in this process. Its tasks
+ * keep running when it stops: a restarted framework resumes them within its failover timeout.
+ */
+function frameworkCommand(spec: {
+  name: 'services' | 'batch';
+  description: string;
+  persists: string;
+  listens: string;
+  port: number;
+  refused: string;
+  serve: (options: { master: string; store: string; host: string; port: number; role: string; logger: Logger }) => Promise<{ url: string; frameworkId: string; close(): Promise<void> }>;
+  tryThis: (url: string) => string;
+}): void {
+  program
+    .command(spec.name)
+    .description(spec.description)
+    .option('--master <url>', 'the master', 'ws://127.0.0.1:5050')
+    .option('--store <url>', `where ${spec.persists} persist: a directory, file://…, redis://HOST:PORT`, '.agora')
+    .option('--host <host>', `address ${spec.listens}`, '127.0.0.1')
+    .option('--port <port>', 'API port', String(spec.port))
+    .option('--role <role>', `the role it registers with (its share of the cluster); ${spec.refused} naming another role are refused`, '*')
+    .action(async (flags: ServeFlags) => {
+      const log = createLogger(spec.name);
+      const running = await spec
+        .serve({ master: wsUrl(flags.master), store: flags.store, host: flags.host, port: parsePort(flags.port, spec.port), role: flags.role, logger: log })
+        .catch((e: Error) => fail(`the ${spec.name} framework did not start: ${e.message}`));
+      log.info(`${spec.name} framework ${running.frameworkId} up; API on ${running.url} (try: ${spec.tryThis(running.url)})`);
+      onShutdown(log, () => running.close());
+    });
+}
+
+frameworkCommand({
+  name: 'services',
+  description: 'run the services framework (long-running apps: deployments, health, discovery, load balancing) and its HTTP API',
+  persists: 'apps, versions and deployments',
+  listens: 'the API and the service ports listen on',
+  port: 5051,
+  refused: 'apps',
+  serve: serveServices,
+  tryThis: (url) => `agora app list --api ${url}`,
+});
+
+frameworkCommand({
+  name: 'batch',
+  description: 'run the batch framework (jobs, arrays, retries, schedules, dependencies) and its HTTP API',
+  persists: 'jobs and runs',
+  listens: 'the API listens on',
+  port: 5052,
+  refused: 'jobs',
+  serve: serveBatch,
+  tryThis: (url) => `agora job run --api ${url} --wait -- echo hello`,
+});
 
 program
   .command('state')

@@ -121,7 +121,6 @@ export class Master {
   /** Reconciliation requests held while agents may still re-register after a master restart: framework → task → agent. */
   private readonly deferredReconciliations = new Map<string, Map<string, string | undefined>>();
   private deferredReconciliationTimer: Timer | undefined;
-  private deferralDisabled = false;
   readonly options: typeof DEFAULTS & MasterOptions;
   private readonly log: Logger;
   private readonly allocator: Allocator;
@@ -433,11 +432,12 @@ export class Master {
     this.agents.get(agentId)?.conn?.send({ type: 'ACKNOWLEDGE_UPDATE', frameworkId: framework.id, taskId, uuid });
   }
 
-  private reconcile(framework: FrameworkRecord, tasks: { taskId: string; agentId?: string | undefined }[]): void {
+  /** `holdUnknown`: while agents may still re-register after a restart, hold answers about tasks on agents not seen yet. */
+  private reconcile(framework: FrameworkRecord, tasks: { taskId: string; agentId?: string | undefined }[], holdUnknown = true): void {
     const conn = framework.conn;
     if (!conn) return;
     const now = Date.now();
-    const recovering = !this.deferralDisabled && now < this.startedAtMs + this.options.agentReregisterTimeoutMs;
+    const recovering = holdUnknown && now < this.startedAtMs + this.options.agentReregisterTimeoutMs;
     if (tasks.length === 0) {
       for (const task of framework.tasks.values()) conn.send({ type: 'UPDATE', status: this.reconciledStatus(task, now) });
       return;
@@ -488,17 +488,7 @@ export class Master {
       }
       if (tasks.size === 0) this.deferredReconciliations.delete(frameworkId);
       // Past the window now (or the agent is back), so these are answered, not held again.
-      if (framework && answer.length > 0) this.reconcileNow(framework, answer);
-    }
-  }
-
-  private reconcileNow(framework: FrameworkRecord, tasks: { taskId: string; agentId?: string }[]): void {
-    const held = this.deferralDisabled;
-    this.deferralDisabled = true;
-    try {
-      this.reconcile(framework, tasks);
-    } finally {
-      this.deferralDisabled = held;
+      if (framework && answer.length > 0) this.reconcile(framework, answer, false);
     }
   }
 

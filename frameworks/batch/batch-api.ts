@@ -6,7 +6,7 @@
  * person (`triggerRun`), by the job's schedule, or both at once with `agora job run`.
  */
 import type { JobSpec } from './job-spec.ts';
-import type { AttemptOutcome, RunCounts, RunState, RunTaskState } from './run-state.ts';
+import type { Attempt, RunCounts, RunState, RunTaskState } from './run-state.ts';
 import type { SkippedSlots } from './schedule.ts';
 
 export interface JobView {
@@ -44,19 +44,11 @@ export interface RunSummary {
   tasks: number;
 }
 
-export interface TaskAttemptView {
-  attempt: number;
-  taskId: string;
-  agentId?: string;
+/** An attempt as people see it: its record without the kill bookkeeping, plus its agent's hostname. */
+export type TaskAttemptView = Omit<Attempt, 'kill'> & {
   /** The agent's hostname, when known. */
   host?: string;
-  launchedAtMs: number;
-  startedAtMs?: number;
-  endedAtMs?: number;
-  exitCode?: number;
-  outcome?: AttemptOutcome;
-  message?: string;
-}
+};
 
 export interface RunTaskView {
   index: number;

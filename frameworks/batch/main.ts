@@ -12,7 +12,7 @@
  * attempt that was open and carries on with the runs in progress; schedules fire once per slot.
  */
 import { pino, type Logger } from 'pino';
-import { openStore, type Store } from '../sdk/index.ts';
+import { startOnStore } from '../sdk/index.ts';
 import type { BatchApi } from './batch-api.ts';
 import { BatchScheduler, type BatchSchedulerOptions } from './scheduler.ts';
 
@@ -40,23 +40,6 @@ export interface BatchFramework {
 export async function startBatchFramework(options: BatchFrameworkOptions): Promise<BatchFramework> {
   const name = options.name ?? 'batch';
   const logger = options.logger ?? pino({ name: 'agora-batch', level: process.env.AGORA_LOG_LEVEL ?? 'info' }, pino.destination(2));
-  const store: Store = await openStore(options.store ?? '.agora', { namespace: name });
-  const scheduler = new BatchScheduler({ master: options.master, store, name, logger, ...options.scheduler });
-  let frameworkId: string;
-  try {
-    frameworkId = await scheduler.start();
-  } catch (error) {
-    await scheduler.close().catch(() => undefined);
-    await store.close().catch(() => undefined);
-    throw error;
-  }
-  return {
-    api: scheduler,
-    scheduler,
-    frameworkId,
-    async close() {
-      await scheduler.close();
-      await store.close();
-    },
-  };
+  const started = await startOnStore(options.store ?? '.agora', name, (store) => new BatchScheduler({ master: options.master, store, name, logger, ...options.scheduler }));
+  return { api: started.scheduler, scheduler: started.scheduler, frameworkId: started.frameworkId, close: started.close };
 }

@@ -254,8 +254,13 @@ export class BatchScheduler implements BatchApi {
    */
   private flush(): Promise<void> {
     const done = new Promise<void>((resolve, reject) => this.flushWaiters.push({ resolve, reject }));
-    if (!this.flushing) void this.flushLoop();
+    this.flushSoon();
     return done;
+  }
+
+  /** Starts a flush if none is running, for callers that need not wait: no promise per update on the hot path. */
+  private flushSoon(): void {
+    if (!this.flushing) void this.flushLoop();
   }
 
   private async flushLoop(): Promise<void> {
@@ -399,7 +404,7 @@ export class BatchScheduler implements BatchApi {
       if (isRunDone(after)) this.runEnded(stored);
     }
     if (status.uuid !== undefined) this.pendingAcks.push(status);
-    void this.flush().catch(() => undefined);
+    this.flushSoon();
     if (isTerminal(status.state) || status.state === 'UNKNOWN') this.requestPlan();
   }
 
@@ -536,7 +541,7 @@ export class BatchScheduler implements BatchApi {
    * go out after the commit that holds their update, and launches after their write-ahead commit.
    */
   private planInBackground(): void {
-    if (this.planNow()) void this.flush().catch(() => undefined);
+    if (this.planNow()) this.flushSoon();
   }
 
   /** Returns whether it left changes to commit. */
@@ -650,7 +655,7 @@ export class BatchScheduler implements BatchApi {
       if (this.waiting.get(run.id) !== reason) {
         this.waiting.set(run.id, reason);
         this.changedRuns.add(run.id);
-        void this.flush().catch(() => undefined);
+        this.flushSoon();
       }
       return false;
     }

@@ -76,6 +76,7 @@ export {
   InvalidValueError,
   MemoryStore,
   openStore,
+  startOnStore,
   RedisStore,
   StoreBrokenError,
   StoreClosedError,

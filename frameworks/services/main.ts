@@ -11,7 +11,7 @@
  * running tasks through reconciliation and carries on with the deployments in progress.
  */
 import { pino, type Logger } from 'pino';
-import { openStore, type Store } from '../sdk/index.ts';
+import { startOnStore } from '../sdk/index.ts';
 import { ServicesScheduler, type ServicesSchedulerOptions } from './scheduler.ts';
 import type { ServicesApi } from './service-api.ts';
 
@@ -41,32 +41,25 @@ export interface ServicesFramework {
 export async function startServicesFramework(options: ServicesFrameworkOptions): Promise<ServicesFramework> {
   const name = options.name ?? 'services';
   const logger = options.logger ?? pino({ name: 'agora-services', level: process.env.AGORA_LOG_LEVEL ?? 'info' }, pino.destination(2));
-  const store: Store = await openStore(options.store ?? '.agora', { namespace: name });
-  const scheduler = new ServicesScheduler({
-    master: options.master,
-    store,
+  const { scheduler, frameworkId, close } = await startOnStore(
+    options.store ?? '.agora',
     name,
-    logger,
-    ...(options.apiUrl !== undefined && { apiUrl: options.apiUrl }),
-    ...options.scheduler,
-  });
-  let frameworkId: string;
-  try {
-    frameworkId = await scheduler.start();
-  } catch (error) {
-    await scheduler.close().catch(() => undefined);
-    await store.close().catch(() => undefined);
-    throw error;
-  }
+    (store) =>
+      new ServicesScheduler({
+        master: options.master,
+        store,
+        name,
+        logger,
+        ...(options.apiUrl !== undefined && { apiUrl: options.apiUrl }),
+        ...options.scheduler,
+      }),
+  );
   return {
     api: scheduler,
     frameworkId,
     setApiUrl(url) {
       scheduler.apiUrl = url;
     },
-    async close() {
-      await scheduler.close();
-      await store.close();
-    },
+    close,
   };
 }

@@ -6,6 +6,7 @@ import type { TaskInfo } from '../../master/protocol/messages.ts';
 import type { ContainerStatus } from '../../agent/containerizers/containerizer.ts';
 import { ProcessContainerizer, processStartTime, type ProcessCheckpoint } from '../../agent/containerizers/process.ts';
 import { isTerminal } from '../../master/protocol/messages.ts';
+import { waitFor } from './helpers.ts';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'agora-process-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -15,17 +16,6 @@ function taskOf(command: string, extra: Partial<TaskInfo> = {}): TaskInfo {
   return { taskId: `t${++seq}`, resources: {}, command: { value: command }, ...extra };
 }
 
-function waitFor(predicate: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const tick = () => {
-      if (predicate()) return resolve();
-      if (Date.now() > deadline) return reject(new Error(`timed out waiting for ${what}`));
-      setTimeout(tick, 20);
-    };
-    tick();
-  });
-}
 
 /** Alive and not a zombie waiting for init to reap it. */
 function alive(pid: number): boolean {

@@ -13,6 +13,7 @@ import type { TaskInfo } from '../../master/protocol/messages.ts';
 import { isTerminal } from '../../master/protocol/messages.ts';
 import type { ContainerStatus } from '../../agent/containerizers/containerizer.ts';
 import { ProcessContainerizer, processStartTime, type ProcessCheckpoint } from '../../agent/containerizers/process.ts';
+import { waitFor } from './helpers.ts';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'agora-launcher-'));
 const leftovers: number[] = [];
@@ -32,17 +33,6 @@ function taskOf(command: string): TaskInfo {
   return { taskId: `l${++seq}`, resources: {}, command: { value: command } };
 }
 
-function waitFor(predicate: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const tick = () => {
-      if (predicate()) return resolve();
-      if (Date.now() > deadline) return reject(new Error(`timed out waiting for ${what}`));
-      setTimeout(tick, 20);
-    };
-    tick();
-  });
-}
 
 /** Alive and not a zombie. */
 function alive(pid: number): boolean {

@@ -13,6 +13,6 @@
 export * from './errors.ts';
 export { FileStore } from './file-store.ts';
 export { MemoryStore } from './memory-store.ts';
-export { openStore, type OpenStoreOptions } from './open-store.ts';
+export { openStore, startOnStore, type OpenStoreOptions, type StoreBackedScheduler } from './open-store.ts';
 export { RedisStore, type RedisStoreOptions } from './redis-store.ts';
 export { MAX_KEY_LENGTH, type Store, type StoreEntry, type StoreWrite, type WriteOptions } from './store.ts';

@@ -66,3 +66,38 @@ export async function openStore(url: string, options: OpenStoreOptions): Promise
       throw new StoreUrlError(url, `the scheme "${scheme}:" is not supported`);
   }
 }
+
+/** What `startOnStore` runs: a scheduler that resolves with its framework id once subscribed. */
+export interface StoreBackedScheduler {
+  start(): Promise<string>;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a framework's store, builds its scheduler on it and starts it; if starting fails, closes
+ * both. `close()` closes the scheduler first (it may still write), then the store.
+ */
+export async function startOnStore<S extends StoreBackedScheduler>(
+  url: string,
+  namespace: string,
+  build: (store: Store) => S,
+): Promise<{ scheduler: S; frameworkId: string; close(): Promise<void> }> {
+  const store = await openStore(url, { namespace });
+  const scheduler = build(store);
+  let frameworkId: string;
+  try {
+    frameworkId = await scheduler.start();
+  } catch (error) {
+    await scheduler.close().catch(() => undefined);
+    await store.close().catch(() => undefined);
+    throw error;
+  }
+  return {
+    scheduler,
+    frameworkId,
+    async close() {
+      await scheduler.close();
+      await store.close();
+    },
+  };
+}
