@@ -43,7 +43,10 @@ export async function serveServices(options: ServeServicesOptions): Promise<Serv
     });
     services.setApiUrl(http.url);
     const proxy = new ServicePortProxy({ api: services.api, host: options.host ?? '127.0.0.1', ...(options.logger && { logger: options.logger }) });
-    await proxy.start();
+    await proxy.start().catch(async (error: unknown) => {
+      await http.close();
+      throw error;
+    });
     return {
       url: http.url,
       frameworkId: services.frameworkId,
