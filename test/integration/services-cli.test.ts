@@ -1,154 +1,41 @@
 /**
  * `agora app …` as a user runs it: the real CLI in its own process against the real HTTP API on
- * loopback. Behind the API is an in-memory STAND-IN FOR THE SCHEDULER whose deployments advance a
- * step each time they are read, so `--wait` sees progress, success, and a failure with a revert.
+ * loopback, with the real services scheduler behind it on a real master and agent (process
+ * containerizer), nothing faked. One cluster serves the file; each test works on apps of its own,
+ * small HTTP servers with a fast health check, so `--wait` follows real deployments: progress,
+ * success, and a version that never gets healthy failing its progress deadline and reverting.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AppDefinition } from '../../frameworks/services/app-definition.ts';
+import { stringify } from 'yaml';
 import { startServicesHttp, type ServicesHttp } from '../../frameworks/services/http/server.ts';
-import { ServicesError, type AppStatus, type DeploymentView, type ServicesApi, type ServicesEvent } from '../../frameworks/services/service-api.ts';
-import { agora as agoraCli, removeDir, tempDir, type CliRun } from './helpers.ts';
+import { validateAppDefinition, type AppDefinitionInput, type AppStatus, type DeploymentView } from '../../frameworks/services/index.ts';
+import { agora as agoraCli, removeDir, tempDir, waitFor, type CliRun } from './helpers.ts';
+import { ServicesCluster, webApp } from './services-scheduler-cluster.ts';
 
-const agora = (args: string[]): Promise<CliRun> => agoraCli(args, 25_000);
+const agora = (args: string[]): Promise<CliRun> => agoraCli(args, 60_000);
 
+/** A version as the scheduler makes them: an ISO timestamp. */
+const VERSION = String.raw`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z`;
 
-/** Stand-in for the scheduler: an app whose id contains "broken" fails its deployment and reverts. */
-class SteppingServicesApi implements ServicesApi {
-  apps = new Map<string, { app: AppDefinition; version: string; versions: string[] }>();
-  deployments = new Map<string, DeploymentView>();
-  private counter = 0;
+const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 
-  private deploy(appId: string, instances: number, version: string, from?: { version: string; instances: number }, revertOf?: string): DeploymentView {
-    const deployment: DeploymentView = {
-      id: `d${++this.counter}`,
-      appId,
-      ...(from && { from }),
-      to: { version, instances },
-      state: 'running',
-      ...(revertOf !== undefined && { revertOf }),
-      startedAtMs: 1,
-      lastProgressAtMs: 1,
-      bestDistance: instances,
-      oldAtStart: from?.instances ?? 0,
-      progress: { target: instances, newStarted: 0, newHealthy: 0, newReady: 0, oldRunning: from?.instances ?? 0, oldKilled: 0 },
-    };
-    this.deployments.set(deployment.id, deployment);
-    return deployment;
-  }
-  /** One step per read: started, healthy and ready, old killed, done (or failed, for "broken"). */
-  private step(d: DeploymentView): void {
-    if (d.state !== 'running') return;
-    const p = d.progress;
-    if (d.appId.includes('broken') && d.revertOf === undefined) {
-      if (p.newStarted < p.target) {
-        p.newStarted = p.target;
-        return;
-      }
-      d.state = 'failed';
-      d.reason = 'no progress for 1 s (progressDeadlineSeconds): 0 of 2 new instances became healthy';
-      const entry = this.apps.get(d.appId)!;
-      const previous = entry.versions[entry.versions.length - 2]!;
-      entry.version = previous;
-      this.deploy(d.appId, d.from?.instances ?? 0, previous, d.to, d.id);
-      return;
-    }
-    if (p.newStarted < p.target) p.newStarted = p.target;
-    else if (p.newHealthy < p.target) p.newHealthy = p.newReady = p.target;
-    else if (p.oldRunning > 0) {
-      p.oldKilled = p.oldRunning;
-      p.oldRunning = 0;
-    } else d.state = 'succeeded';
-  }
-  private need(appId: string) {
-    const entry = this.apps.get(appId);
-    if (!entry) throw new ServicesError('NOT_FOUND', `no app ${appId}`);
-    return entry;
-  }
-  private status(appId: string): AppStatus {
-    const { app, version } = this.need(appId);
-    const deployment = [...this.deployments.values()].find((d) => d.appId === appId && d.state === 'running');
-    const tasks = Array.from({ length: app.instances }, (_, i) => ({
-      taskId: `${appId.slice(1).replace(/\//g, '_')}.${i}`, instanceId: `i${i}`, appId, version, state: 'RUNNING' as const, healthy: true, ready: true, agentId: 'a1', host: '127.0.0.1', ports: [31000 + i], startedAtMs: 1,
-    }));
-    return { app, version, tasks, deployment };
-  }
-
-  async listApps() {
-    return [...this.apps.keys()].map((id) => this.status(id));
-  }
-  async getApp(appId: string) {
-    return this.apps.has(appId) ? this.status(appId) : undefined;
-  }
-  async putApp(app: AppDefinition) {
-    const existing = this.apps.get(app.id);
-    const version = `v${++this.counter}`;
-    this.apps.set(app.id, { app, version, versions: [...(existing?.versions ?? []), version] });
-    return this.deploy(app.id, app.instances, version, existing && { version: existing.version, instances: existing.app.instances });
-  }
-  async deleteApp(appId: string) {
-    const entry = this.need(appId);
-    this.apps.delete(appId);
-    return this.deploy(appId, 0, entry.version, { version: entry.version, instances: entry.app.instances });
-  }
-  async scale(appId: string, instances: number) {
-    const entry = this.need(appId);
-    const from = { version: entry.version, instances: entry.app.instances };
-    entry.app = { ...entry.app, instances };
-    return this.deploy(appId, instances, entry.version, from);
-  }
-  async restart(appId: string) {
-    const entry = this.need(appId);
-    return this.deploy(appId, entry.app.instances, entry.version, { version: entry.version, instances: entry.app.instances });
-  }
-  async rollback(appId: string, toVersion?: string) {
-    const entry = this.need(appId);
-    const target = toVersion ?? entry.versions[entry.versions.length - 2];
-    if (target === undefined || !entry.versions.includes(target)) throw new ServicesError('INVALID', `app ${appId} has no version ${target ?? 'before ' + entry.version}; \`agora app versions ${appId}\` lists them`);
-    const from = { version: entry.version, instances: entry.app.instances };
-    entry.version = target;
-    return this.deploy(appId, entry.app.instances, target, from);
-  }
-  async versions(appId: string) {
-    const entry = this.need(appId);
-    return entry.versions.map((version) => ({ version, createdAtMs: 0, app: entry.app }));
-  }
-  async listDeployments() {
-    return [...this.deployments.values()];
-  }
-  async getDeployment(id: string) {
-    const d = this.deployments.get(id);
-    if (d) this.step(d);
-    return d;
-  }
-  async cancelDeployment(id: string) {
-    this.deployments.delete(id);
-  }
-  async tasks(appId?: string) {
-    return (await this.listApps()).flatMap((s) => s.tasks).filter((t) => appId === undefined || t.appId === appId);
-  }
-  async endpoints(appId: string) {
-    return this.status(appId).tasks.map((t) => ({ taskId: t.taskId, host: t.host, port: t.ports[0]!, ports: t.ports }));
-  }
-  subscribe(_listener: (event: ServicesEvent) => void) {
-    return () => {};
-  }
-}
-
-
-describe('agora app (against the HTTP API over a stand-in for the scheduler)', () => {
-  let api: SteppingServicesApi;
+describe('agora app (against the HTTP API over the real services scheduler on a real cluster)', () => {
+  let cluster: ServicesCluster;
   let http: ServicesHttp;
   let dir: string;
 
   beforeAll(async () => {
-    api = new SteppingServicesApi();
-    http = await startServicesHttp({ api, port: 0 });
     dir = tempDir('agora-app-cli-');
-  });
+    cluster = await ServicesCluster.start();
+    await cluster.addAgent();
+    await cluster.startFramework({ scheduler: { declineRefuseSeconds: 1 } });
+    http = await startServicesHttp({ api: cluster.api, port: 0 });
+  }, 30_000);
   afterAll(async () => {
-    await http.close();
+    await http?.close();
+    await cluster?.close();
     removeDir(dir);
   });
 
@@ -158,31 +45,72 @@ describe('agora app (against the HTTP API over a stand-in for the scheduler)', (
     return path;
   }
 
+  /** Waits for a deployment to end; it must succeed. */
+  async function finished(deployment: DeploymentView): Promise<void> {
+    let last: DeploymentView | undefined;
+    await waitFor(
+      async () => {
+        last = await cluster.api.getDeployment(deployment.id);
+        return last === undefined || last.state !== 'running';
+      },
+      () => `deployment ${deployment.id} of ${deployment.appId} to end; last seen ${JSON.stringify(last)}`,
+      30_000,
+    );
+    expect(last?.state ?? 'succeeded', JSON.stringify(last)).toBe('succeeded');
+  }
+
+  /** Waits until the app has its instances, all running and healthy (a deployment ends on ready once). */
+  async function healthy(appId: string): Promise<AppStatus> {
+    let last: AppStatus | undefined;
+    return waitFor(
+      async () => {
+        last = await cluster.api.getApp(appId);
+        return last !== undefined && last.deployment === undefined && last.tasks.length === last.app.instances && last.tasks.every((t) => t.state === 'RUNNING' && t.healthy === true) && last;
+      },
+      () => `app ${appId} to be healthy; last seen ${JSON.stringify(last)}`,
+      20_000,
+    );
+  }
+
+  /** Deploys an app through the API (not the CLI under test) and waits until it is healthy. */
+  async function deployed(id: string, extra: Partial<AppDefinitionInput> = {}): Promise<AppStatus> {
+    await finished(await cluster.api.putApp(validateAppDefinition(webApp(id, extra))));
+    return healthy(id);
+  }
+
   it('deploys a YAML file with --wait: progress lines, then success and exit 0', async () => {
-    const path = file('web.yaml', 'id: /shop/web\ninstances: 2\ncmd: sleep 1000\n');
+    const path = file('web.yaml', stringify(webApp('/cli/yaml', { instances: 2 })));
     const run = await agora(['app', 'deploy', path, '--wait', '--api', http.url]);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/deploying \/shop\/web: deployment d\d+ to version v\d+ \(2 instances\)/);
-    expect(run.stdout).toMatch(/new started 2\/2 · healthy 0\/2/);
-    expect(run.stdout).toMatch(/new started 2\/2 · healthy 2\/2/);
-    expect(run.stdout).toMatch(/deployed \/shop\/web version v\d+: 2 instance\(s\) healthy/);
-    expect(api.apps.get('/shop/web')!.app.upgradeStrategy.minimumHealthCapacity).toBe(1);
+    expect(run.stdout).toMatch(new RegExp(`deploying /cli/yaml: deployment \\S+ to version ${VERSION} \\(2 instances\\)`));
+    expect(run.stdout).toMatch(/running {3}new started \d\/2 · healthy \d\/2 · ready \d\/2\n/);
+    expect(run.stdout).toMatch(/succeeded new started 2\/2 · healthy 2\/2 · ready 2\/2\n/);
+    expect(run.stdout).toMatch(new RegExp(`deployed /cli/yaml version ${VERSION}: 2 instance\\(s\\) healthy`));
+    expect((await cluster.api.getApp('/cli/yaml'))!.app.upgradeStrategy.minimumHealthCapacity).toBe(1);
   });
 
   it('deploys a JSON file without --wait and prints the deployment as JSON with --json', async () => {
-    const path = file('api.json', JSON.stringify({ id: '/shop/api', instances: 1, cmd: 'sleep 1000' }));
+    const path = file('api.json', JSON.stringify(webApp('/cli/json')));
     const run = await agora(['app', 'deploy', path, '--json', '--api', http.url]);
+    expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
-    expect(JSON.parse(run.stdout)).toMatchObject({ appId: '/shop/api', state: 'running', to: { instances: 1 } });
+    const deployment = JSON.parse(run.stdout) as DeploymentView;
+    expect(deployment).toMatchObject({ appId: '/cli/json', state: 'running', to: { instances: 1 } });
+    await finished(deployment);
   });
 
   it('exits non-zero naming the reason and the revert when a deployment fails', async () => {
-    await agora(['app', 'deploy', file('broken-v1.yaml', 'id: /broken\ninstances: 2\ncmd: sleep 1000\n'), '--api', http.url]);
-    api.deployments.forEach((d) => d.appId === '/broken' && (d.state = 'succeeded'));
-    const run = await agora(['app', 'deploy', file('broken-v2.yaml', 'id: /broken\ninstances: 2\ncmd: exit 1\n'), '--wait', '--api', http.url]);
+    const before = await deployed('/cli/broken', { instances: 2 });
+    // Listens on nothing, so its health check never passes; the deadline is short and it reverts.
+    const broken = { ...webApp('/cli/broken', { instances: 2 }), cmd: 'exec sleep 1000', upgradeStrategy: { minimumHealthCapacity: 1, maximumOverCapacity: 1, progressDeadlineSeconds: 2, autoRevert: true } };
+    const run = await agora(['app', 'deploy', file('broken-v2.json', JSON.stringify(broken)), '--wait', '--api', http.url]);
     expect(run.code).toBe(1);
-    expect(run.stderr).toMatch(/deployment d\d+ of \/broken failed: no progress for 1 s .*; reverting to version v\d+ \(deployment d\d+\)/);
+    expect(run.stderr).toMatch(
+      new RegExp(`deployment \\S+ of /cli/broken failed: no progress for 2 s \\(progressDeadlineSeconds\\): .*; reverting to version ${escape(before.version)} \\(deployment \\S+\\)`),
+    );
+    const after = await healthy('/cli/broken');
+    expect(after.version).toBe(before.version);
   });
 
   it('refuses an invalid file before calling the API, naming the file and each field', async () => {
@@ -191,7 +119,7 @@ describe('agora app (against the HTTP API over a stand-in for the scheduler)', (
     expect(run.stderr).toContain('bad.yaml');
     expect(run.stderr).toMatch(/id: must be a path/);
     expect(run.stderr).toMatch(/instnces: unknown field; did you mean instances\?/);
-    expect(api.apps.has('/Bad')).toBe(false);
+    expect((await cluster.api.listApps()).map((s) => s.app.id)).not.toContain('/Bad');
   });
 
   it('says how to start the API when nothing answers', async () => {
@@ -201,57 +129,79 @@ describe('agora app (against the HTTP API over a stand-in for the scheduler)', (
   });
 
   it('lists apps as a table and as JSON', async () => {
+    const [a] = await Promise.all([deployed('/cli/list/a', { instances: 2 }), deployed('/cli/list/b')]);
     const run = await agora(['app', 'list', '--api', http.url]);
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/^ID\s+RUNNING\s+HEALTHY\s+VERSION\s+DEPLOYMENT\s+SERVICE PORT\n/);
-    expect(run.stdout).toMatch(/\/shop\/web\s+2\/2\s+2\s+v\d+/);
+    expect(run.stdout).toMatch(new RegExp(`/cli/list/a\\s+2/2\\s+2\\s+${escape(a!.version)}\\s+-\\s+-\n`));
     const json = await agora(['app', 'list', '--json', '--api', http.url]);
-    expect((JSON.parse(json.stdout) as AppStatus[]).map((s) => s.app.id)).toEqual(expect.arrayContaining(['/shop/web', '/shop/api']));
+    expect(json.code).toBe(0);
+    expect((JSON.parse(json.stdout) as AppStatus[]).map((s) => s.app.id)).toEqual(expect.arrayContaining(['/cli/list/a', '/cli/list/b']));
   });
 
   it('shows one app with its tasks, and 2 with a hint for an unknown one', async () => {
-    const run = await agora(['app', 'status', '/shop/web', '--api', http.url]);
+    const { version, tasks } = await deployed('/cli/status', { instances: 2 });
+    const run = await agora(['app', 'status', '/cli/status', '--api', http.url]);
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/^APP \/shop\/web {2}version v\d+ {2}instances 2/);
-    expect(run.stdout).toMatch(/TASKS \(2\)\nTASK\s+VERSION\s+STATE\s+HEALTH\s+HOST\s+PORTS\nshop_web\.0\s+v\d+\s+RUNNING\s+healthy\s+127\.0\.0\.1\s+31000/);
+    expect(run.stdout).toMatch(new RegExp(`^APP /cli/status {2}version ${escape(version)} {2}instances 2\n`));
+    expect(run.stdout).toMatch(new RegExp(`TASKS \\(2\\)\nTASK\\s+VERSION\\s+STATE\\s+HEALTH\\s+HOST\\s+PORTS\ncli_status\\.\\S+\\s+${escape(version)}\\s+RUNNING\\s+healthy\\s+127\\.0\\.0\\.1\\s+\\d+\n`));
+    for (const t of tasks) expect(run.stdout).toContain(t.taskId);
     const missing = await agora(['app', 'status', 'nope', '--api', http.url]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('agora app list');
   });
 
   it('scales with --wait, and refuses a count that is not a number', async () => {
-    const run = await agora(['app', 'scale', 'shop/web', '3', '--wait', '--api', http.url]);
+    await deployed('/cli/scale');
+    const run = await agora(['app', 'scale', 'cli/scale', '2', '--wait', '--api', http.url]);
+    expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/scaling shop\/web to 3: deployment/);
-    expect(run.stdout).toMatch(/old killed 2\/2/);
-    expect(api.apps.get('/shop/web')!.app.instances).toBe(3);
-    const bad = await agora(['app', 'scale', 'shop/web', 'three', '--api', http.url]);
+    expect(run.stdout).toMatch(/scaling cli\/scale to 2: deployment/);
+    // A scale keeps the version: nothing old to kill, one new instance to start.
+    expect(run.stdout).toMatch(/succeeded new started 2\/2 · healthy 2\/2 · ready 2\/2 · old killed 0\/0\n/);
+    expect((await cluster.api.getApp('/cli/scale'))!.app.instances).toBe(2);
+    const bad = await agora(['app', 'scale', 'cli/scale', 'three', '--api', http.url]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/whole number/);
   });
 
   it('restarts, lists versions, rolls back --to a version, and reports a version that does not exist', async () => {
-    expect((await agora(['app', 'restart', '/shop/web', '--api', http.url])).stdout).toMatch(/restarting \/shop\/web: deployment d\d+/);
-    await agora(['app', 'deploy', file('web2.yaml', 'id: /shop/web\ninstances: 3\ncmd: sleep 2000\n'), '--api', http.url]);
-    const versions = await agora(['app', 'versions', '/shop/web', '--json', '--api', http.url]);
-    const [first] = JSON.parse(versions.stdout) as Array<{ version: string }>;
-    const back = await agora(['app', 'rollback', '/shop/web', '--to', first!.version, '--wait', '--json', '--api', http.url]);
+    const first = await deployed('/cli/roll');
+    const restart = await agora(['app', 'restart', '/cli/roll', '--wait', '--api', http.url]);
+    expect(restart.code).toBe(0);
+    expect(restart.stdout).toMatch(new RegExp(`restarting /cli/roll: deployment \\S+ to version ${VERSION} \\(1 instances\\)`));
+    expect(restart.stdout).toMatch(/succeeded new started 1\/1 · healthy 1\/1 · ready 1\/1 · old killed 1\/1\n/);
+    const v2 = await agora(['app', 'deploy', file('roll-v2.json', JSON.stringify(webApp('/cli/roll', { env: { GREETING: 'v2' } }))), '--wait', '--api', http.url]);
+    expect(v2.code).toBe(0);
+    const versions = await agora(['app', 'versions', '/cli/roll', '--json', '--api', http.url]);
+    expect(versions.code).toBe(0);
+    const listed = (JSON.parse(versions.stdout) as Array<{ version: string }>).map((v) => v.version);
+    expect(listed).toHaveLength(3);
+    expect(listed[0]).toBe(first.version);
+    const back = await agora(['app', 'rollback', '/cli/roll', '--to', first.version, '--wait', '--json', '--api', http.url]);
     expect(back.code).toBe(0);
-    expect(JSON.parse(back.stdout)).toMatchObject({ ok: true, deployment: { to: { version: first!.version } } });
-    const none = await agora(['app', 'rollback', '/shop/web', '--to', 'v999', '--api', http.url]);
+    expect(JSON.parse(back.stdout)).toMatchObject({ ok: true, deployment: { state: 'succeeded', to: { version: first.version } } });
+    expect((await healthy('/cli/roll')).version).toBe(first.version);
+    const none = await agora(['app', 'rollback', '/cli/roll', '--to', 'v999', '--api', http.url]);
     expect(none.code).toBe(2);
-    expect(none.stderr).toMatch(/no version v999.*agora app versions/);
-  });
+    expect(none.stderr).toMatch(new RegExp(`no version v999; known: ${escape(listed.join(', '))}`));
+  }, 60_000); // five CLI runs and four deployments
 
   it('shows endpoints as host:port', async () => {
-    const run = await agora(['app', 'endpoints', '/shop/api', '--api', http.url]);
+    const { tasks } = await deployed('/cli/endpoints');
+    const port = tasks[0]!.ports[0]!;
+    const run = await agora(['app', 'endpoints', '/cli/endpoints', '--api', http.url]);
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/^TASK\s+ADDRESS\s+PORTS\nshop_api\.0\s+127\.0\.0\.1:31000\s+31000\n$/);
+    expect(run.stdout).toMatch(new RegExp(`^TASK\\s+ADDRESS\\s+PORTS\n${escape(tasks[0]!.taskId)}\\s+127\\.0\\.0\\.1:${port}\\s+${port}\n$`));
+    expect(tasks[0]!.taskId).toMatch(/^cli_endpoints\./);
   });
 
   it('removes an app', async () => {
-    const run = await agora(['app', 'rm', '/shop/api', '--wait', '--api', http.url]);
+    await deployed('/cli/rm');
+    const run = await agora(['app', 'rm', '/cli/rm', '--wait', '--api', http.url]);
+    expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
-    expect(api.apps.has('/shop/api')).toBe(false);
+    expect(await cluster.api.getApp('/cli/rm')).toBeUndefined();
+    await waitFor(async () => (await cluster.api.tasks('/cli/rm')).length === 0, 'the app\'s tasks to be gone');
   });
 });
