@@ -404,25 +404,25 @@ export class Agent {
   }
 
   /**
-   * Creating a directory or a file can cost more than the spawn on a busy disk, so each task's
-   * sandbox and checkpoint are made on the thread pool while the agent spawns others. A window
-   * keeps that work in launch order: queueing all of a burst's mkdirs at once would hold back
-   * every spawn until the last of them is done. The task is checkpointed before it is launched,
-   * as Mesos does.
+   * Creating a directory can cost more than the spawn on a busy disk, so each task's sandbox is
+   * made on the thread pool while the agent spawns others. A window keeps that work in launch
+   * order: queueing all of a burst's mkdirs at once would hold back every spawn until the last of
+   * them is done. The task is checkpointed before it is launched, as Mesos does.
    */
   private pumpPrepare(): void {
     while (this.preparing < MAX_PREPARING) {
       const record = this.prepareQueue.shift();
       if (!record) return;
+      const failed = (error: Error) => this.onStatus(record, { state: 'FAILED', reason: Reason.LAUNCH_FAILED, message: `cannot create the sandbox ${record.sandbox} or the task's checkpoint: ${error.message}` }, 'AGENT');
+      try {
+        this.store?.createTask({ frameworkId: record.frameworkId, task: record.task, sandbox: record.sandbox });
+      } catch (error) {
+        failed(error as Error);
+        continue;
+      }
       this.preparing++;
-      Promise.all([
-        this.usesSandbox ? mkdir(record.sandbox, { recursive: true }) : undefined,
-        this.store?.createTask({ frameworkId: record.frameworkId, task: record.task, sandbox: record.sandbox }),
-      ])
-        .then(
-          () => this.launch(record),
-          (error: Error) => this.onStatus(record, { state: 'FAILED', reason: Reason.LAUNCH_FAILED, message: `cannot create the sandbox ${record.sandbox} or the task's checkpoint: ${error.message}` }, 'AGENT'),
-        )
+      (this.usesSandbox ? mkdir(record.sandbox, { recursive: true }) : Promise.resolve(undefined))
+        .then(() => this.launch(record), failed)
         .finally(() => {
           this.preparing--;
           this.pumpPrepare();

@@ -8,16 +8,16 @@
  *       {"update": {...}}      a status update, with its uuid
  *       {"ack": "<uuid>"}   its acknowledgement
  *
- * One file per task and no per-task directory; forgetting a task is one unlink. The file is created
- * off the main thread (with the sandbox) before the launch: creating a file can cost more than a
- * spawn on a busy disk, while appending to it later costs microseconds. Spawning is the hot path.
+ * One file per task and no per-task directory; forgetting a task is one unlink. Every write is
+ * synchronous: each is a few tens of microseconds of syscalls, less CPU than the same write handed
+ * to the thread pool (measured: a create-and-append ~27 µs sync against ~110 µs through
+ * fs.promises), and the agent's throughput of short tasks is bound by CPU.
  *
  * Writes are synchronous appends with no fsync: they survive the agent process dying at any point
  * (the kernel has the data once write() returns), which is the failure this guards against; a
  * machine crash takes the tasks with it anyway. A line cut short is skipped on reading.
  */
-import { appendFile, mkdir } from 'node:fs/promises';
-import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TaskInfo, TaskStatus } from '../master/protocol/messages.ts';
 
@@ -77,14 +77,9 @@ export class CheckpointStore {
     return path.join(dir, `${taskId}.log`);
   }
 
-  /** Starts a task's log (off the main thread) before it is launched. */
-  async createTask(checkpoint: TaskCheckpoint): Promise<void> {
-    const dir = path.join(this.tasksDir, checkpoint.frameworkId);
-    if (!this.knownDirs.has(dir)) {
-      await mkdir(dir, { recursive: true });
-      this.knownDirs.add(dir);
-    }
-    await appendFile(path.join(dir, `${checkpoint.task.taskId}.log`), JSON.stringify({ task: checkpoint } satisfies LogLine) + '\n');
+  /** Starts a task's log before it is launched. */
+  createTask(checkpoint: TaskCheckpoint): void {
+    appendFileSync(this.taskFile(checkpoint.frameworkId, checkpoint.task.taskId), JSON.stringify({ task: checkpoint } satisfies LogLine) + '\n');
   }
 
   /** Records how to re-adopt a started task; its RUNNING update goes in the same write. */
@@ -108,7 +103,11 @@ export class CheckpointStore {
 
   /** Forgets a task whose terminal update was acknowledged (its sandbox stays). */
   removeTask(frameworkId: string, taskId: string): void {
-    rmSync(path.join(this.tasksDir, frameworkId, `${taskId}.log`), { force: true });
+    try {
+      unlinkSync(path.join(this.tasksDir, frameworkId, `${taskId}.log`));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
   }
 
   readAll(): RecoveredTask[] {

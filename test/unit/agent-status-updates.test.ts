@@ -110,7 +110,7 @@ describe('CheckpointStore', () => {
     const store = new CheckpointStore(path.join(root, 'meta2'));
     expect(store.readAgentId()).toBeUndefined();
     store.writeAgentId('agent-1');
-    await store.createTask({ frameworkId: 'fw', task: { taskId: 't', resources: {}, command: { value: 'true' } }, sandbox: '/x' });
+    store.createTask({ frameworkId: 'fw', task: { taskId: 't', resources: {}, command: { value: 'true' } }, sandbox: '/x' });
     store.writeContainer('fw', 't', { pid: 1 }, { taskId: 't', frameworkId: 'fw', state: 'RUNNING', source: 'EXECUTOR', timestampMs: 0, uuid: 'u1' });
     const again = new CheckpointStore(path.join(root, 'meta2'));
     expect(again.readAgentId()).toBe('agent-1');
