@@ -19,6 +19,8 @@ export interface JobView {
   latestRun?: RunSummary;
   /** Runs not ended yet. */
   activeRuns: number;
+  /** When the job is deleted (ttlSecondsAfterFinished), once all its runs have ended. */
+  expiresAtMs?: number;
 }
 
 export type RunTrigger = 'api' | 'schedule';

@@ -156,6 +156,12 @@ export const jobObjectSchema = z.strictObject({
   schedule: scheduleSchema.optional(),
   /** Other jobs whose latest runs must have ended so before a run of this one starts (all must hold). */
   dependencies: z.array(dependencySchema).default([]),
+  /**
+   * The job (with its runs) is deleted this long after its latest run ended, as Kubernetes' Job
+   * field of the same name: one-off jobs (what `agora job run` submits) do not pile up. Not for a
+   * scheduled job, which never finishes. None by default: a submitted job stays until deleted.
+   */
+  ttlSecondsAfterFinished: durationSeconds('nonnegative').optional(),
   /** Higher runs first; equal priorities in submission order. */
   priority: z.number().int('must be a whole number').min(-1000, 'must be -1000 to 1000').max(1000, 'must be -1000 to 1000').default(0),
 });
@@ -166,6 +172,7 @@ export const jobSpecSchema = jobObjectSchema.superRefine((job, ctx) => {
   if (job.array !== undefined && job.completions !== undefined) ctx.addIssue({ code: 'custom', path: ['completions'], message: 'give `array` or `completions`, not both: the array names the task indices' });
   if (job.array !== undefined && job.parallelism !== undefined) ctx.addIssue({ code: 'custom', path: ['parallelism'], message: 'with `array`, put the limit after "%" (e.g. "0-99%10") instead of `parallelism`' });
   if ((job.container?.docker.portMappings.length ?? 0) > 0) ctx.addIssue({ code: 'custom', path: ['container', 'docker', 'portMappings'], message: 'batch tasks take no ports; remove the port mappings' });
+  if (job.ttlSecondsAfterFinished !== undefined && job.schedule !== undefined) ctx.addIssue({ code: 'custom', path: ['ttlSecondsAfterFinished'], message: 'a scheduled job never finishes, so it cannot expire; remove the schedule or ttlSecondsAfterFinished' });
   const seen = new Set<string>();
   job.dependencies.forEach((dependency, i) => {
     if (dependency.job === job.id) ctx.addIssue({ code: 'custom', path: ['dependencies', i, 'job'], message: 'a job cannot depend on itself' });

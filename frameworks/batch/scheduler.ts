@@ -106,6 +106,8 @@ export class BatchScheduler implements BatchApi {
   private readonly runs = new Map<string, StoredRun>();
   /** Why a queued run launches nothing yet (dependencies). */
   private readonly waiting = new Map<string, string>();
+  /** job id → when it is deleted (ttlSecondsAfterFinished), for jobs whose runs have all ended. */
+  private readonly expiries = new Map<string, number>();
   /** agent id → hostname and attributes, learnt from offers (constraints; hosts shown to people). */
   private readonly agents = new Map<string, PlacementTarget>();
   private readonly listeners = new Set<(event: BatchEvent) => void>();
@@ -190,6 +192,7 @@ export class BatchScheduler implements BatchApi {
       this.records.loaded(run);
       this.seq = Math.max(this.seq, run.seq + 1);
     }
+    for (const job of this.jobs.values()) this.refreshExpiry(job.spec.id);
     this.storedFrameworkId = state.frameworkId;
     this.driverInstance = this.createDriver(state.frameworkId);
     this.log.info(
@@ -550,6 +553,7 @@ export class BatchScheduler implements BatchApi {
     const now = this.now();
     const wakes: number[] = [];
     this.fireSchedules(now, wakes);
+    this.expireJobs(now, wakes);
     let launchable = 0;
     for (const stored of [...this.runs.values()]) {
       if (isRunDone(stored.run)) continue;
@@ -568,7 +572,48 @@ export class BatchScheduler implements BatchApi {
     }
     this.offerDemand(launchable > 0 && this.unreconciled === undefined);
     this.armWake(wakes, now);
-    return this.dirtyRuns.size + this.dirtyJobs.size + this.deletedRuns.size > 0;
+    return this.dirtyRuns.size + this.dirtyJobs.size + this.deletedRuns.size + this.deletedJobs.size > 0;
+  }
+
+  /** When the job is to be deleted: ttlSecondsAfterFinished after its last run ended, if all have. */
+  private expiryOf(jobId: string): number | undefined {
+    const spec = this.jobs.get(jobId)?.spec;
+    if (spec?.ttlSecondsAfterFinished === undefined || spec.schedule) return undefined;
+    const runs = this.runsOf(jobId);
+    if (runs.length === 0 || runs.some((r) => !isRunDone(r.run))) return undefined;
+    const finishedMs = Math.max(...runs.map((r) => r.run.finishedAtMs ?? r.run.createdAtMs));
+    return finishedMs + spec.ttlSecondsAfterFinished * 1000;
+  }
+
+  private refreshExpiry(jobId: string): void {
+    const at = this.expiryOf(jobId);
+    if (at === undefined) this.expiries.delete(jobId);
+    else this.expiries.set(jobId, at);
+  }
+
+  /** Deletes the jobs past their ttlSecondsAfterFinished, with their runs; one others depend on stays. */
+  private expireJobs(now: number, wakes: number[]): void {
+    for (const [jobId, atMs] of this.expiries) {
+      if (atMs > now) {
+        wakes.push(atMs);
+        continue;
+      }
+      this.expiries.delete(jobId);
+      if (!this.jobs.has(jobId) || this.expiryOf(jobId) === undefined) continue;
+      const dependents = this.dependentsOf(jobId);
+      if (dependents.length > 0) {
+        // Deleting it would leave their dependencies naming nothing; it goes once they let go of it.
+        this.log.info({ jobId, dependents }, `job ${jobId} is past its ttlSecondsAfterFinished but kept: ${dependents.join(', ')} depend on it`);
+        continue;
+      }
+      this.removeJob(jobId, now);
+      this.emit({ type: 'job_changed', jobId, job: undefined });
+      this.log.info({ jobId }, `job ${jobId} deleted: its ttlSecondsAfterFinished passed`);
+    }
+  }
+
+  private dependentsOf(jobId: string): string[] {
+    return [...this.jobs.values()].filter((job) => job.spec.dependencies.some((d) => d.job === jobId)).map((job) => job.spec.id);
   }
 
   private killTask(taskId: string, agentId: string | undefined, spec: JobSpec): void {
@@ -678,11 +723,12 @@ export class BatchScheduler implements BatchApi {
     return [...this.runs.values()].filter((r) => r.run.jobId === jobId);
   }
 
-  /** A run ended: others may depend on it, and old runs of its job may go. */
+  /** A run ended: others may depend on it, old runs of its job may go, and the job may expire. */
   private runEnded(stored: StoredRun): void {
     const { run } = stored;
     this.log.info({ runId: run.id, state: run.state, reason: run.reason }, `run ${run.id} ${run.state}`);
     this.prune(run.jobId);
+    this.refreshExpiry(run.jobId);
     this.requestPlan();
   }
 
@@ -717,6 +763,7 @@ export class BatchScheduler implements BatchApi {
     const run = createRun({ id: runId, jobId: spec.id, indices, maxRunning, retries: spec.retries, nowMs: now, ...(spec.timeoutSeconds !== undefined && { timeoutSeconds: spec.timeoutSeconds }) });
     const stored: StoredRun = { run, spec, trigger, seq: this.seq++, ...(slotMs !== undefined && { slotMs }) };
     this.runs.set(runId, stored);
+    this.expiries.delete(spec.id);
     return stored;
   }
 
@@ -743,6 +790,9 @@ export class BatchScheduler implements BatchApi {
         : { spec, createdAtMs: now, updatedAtMs: now, ...(spec.schedule && { lastSlotMs: now }) };
       this.jobs.set(spec.id, job);
       this.dirtyJobs.add(spec.id);
+      this.refreshExpiry(spec.id);
+      // Jobs it no longer depends on may be past their ttl, waiting only for it to let go.
+      for (const dependency of existing?.spec.dependencies ?? []) this.refreshExpiry(dependency.job);
       await this.flush();
       const view = this.jobView(job);
       this.emit({ type: 'job_changed', jobId: spec.id, job: view });
@@ -778,29 +828,41 @@ export class BatchScheduler implements BatchApi {
   deleteJob(jobId: string, options: { force?: boolean } = {}): Promise<void> {
     return this.serial(async () => {
       if (!this.jobs.has(jobId)) throw new BatchError('NOT_FOUND', `there is no job ${jobId}; \`agora job list\` shows the jobs`);
-      const dependents = [...this.jobs.values()].filter((job) => job.spec.dependencies.some((d) => d.job === jobId)).map((job) => job.spec.id);
+      const dependents = this.dependentsOf(jobId);
       if (dependents.length > 0) throw new BatchError('CONFLICT', `jobs ${dependents.join(', ')} depend on ${jobId}; change or delete them first`);
       const active = this.runsOf(jobId).filter((r) => !isRunDone(r.run));
       if (active.length > 0 && !options.force) {
         throw new BatchError('CONFLICT', `job ${jobId} has ${active.length} run(s) still going (${active.map((r) => r.run.id).join(', ')}); cancel them or delete with force`);
       }
-      const now = this.now();
-      const history = this.runsOf(jobId).filter((r) => isRunDone(r.run));
-      for (const stored of active) {
-        stored.run = applyRunEvent(stored.run, { type: 'cancel', atMs: now, reason: `job ${jobId} was deleted` });
-        this.markRun(stored);
-      }
-      this.jobs.delete(jobId);
-      this.dirtyJobs.delete(jobId);
-      this.deletedJobs.add(jobId);
-      // Its history goes with it; runs this cancelled stay until retention takes them, so whoever
-      // follows one sees how it ended.
-      for (const stored of history) this.forgetRun(stored.run.id);
+      this.removeJob(jobId, this.now());
       await this.plan();
       await this.flush();
       this.emit({ type: 'job_changed', jobId, job: undefined });
       this.log.info({ jobId }, 'job deleted');
     });
+  }
+
+  /**
+   * Deletes the job: its active runs are cancelled, its history goes. Runs this cancelled stay until
+   * retention takes them, so whoever follows one sees how it ended.
+   */
+  private removeJob(jobId: string, now: number): void {
+    const spec = this.jobs.get(jobId)?.spec;
+    const runs = this.runsOf(jobId);
+    for (const stored of runs) {
+      if (isRunDone(stored.run)) {
+        this.forgetRun(stored.run.id);
+        continue;
+      }
+      stored.run = applyRunEvent(stored.run, { type: 'cancel', atMs: now, reason: `job ${jobId} was deleted` });
+      this.markRun(stored);
+    }
+    this.jobs.delete(jobId);
+    this.dirtyJobs.delete(jobId);
+    this.deletedJobs.add(jobId);
+    this.expiries.delete(jobId);
+    // Jobs it depended on may be past their ttl, kept only while it needed them.
+    for (const dependency of spec?.dependencies ?? []) this.refreshExpiry(dependency.job);
   }
 
   triggerRun(jobId: string): Promise<RunSummary> {
@@ -934,6 +996,7 @@ export class BatchScheduler implements BatchApi {
       ...(schedule && { schedule: { lastSlotMs, skipped: job.skipped ?? [], ...(nextSlotMs !== undefined && { nextSlotMs }) } }),
       ...(latest && { latestRun: this.summaryOf(latest) }),
       activeRuns: runs.filter((r) => !isRunDone(r.run)).length,
+      ...(this.expiries.has(job.spec.id) && { expiresAtMs: this.expiries.get(job.spec.id)! }),
     };
   }
 }

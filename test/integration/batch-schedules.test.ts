@@ -2,7 +2,7 @@
  * Cron schedules through the real scheduler, master and agent, under a fake clock: slots fire on
  * time, FORBID skips while a run is active, REPLACE cancels it, only the latest missed slot is
  * caught up, a slot past its starting deadline is skipped (and said so), and a restart never fires
- * a slot twice.
+ * a slot twice. Also under the fake clock: jobs deleted ttlSecondsAfterFinished after their last run.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runIdForSlot, validateJobSpec, type JobSpecInput } from '../../frameworks/batch/index.ts';
@@ -122,5 +122,61 @@ describe('batch schedules', () => {
     clock = at('2026-03-01T00:02:00.100Z');
     await cluster.framework!.scheduler.tick();
     expect(await runIds('once')).toEqual([slotRun, runIdForSlot('once', at('2026-03-01T00:02:00Z'))]);
+  });
+
+  it('deletes a job and its runs ttlSecondsAfterFinished after its run ended, across a restart, and keeps one that others depend on', async () => {
+    await start();
+    const oneOff = (id: string, extra: Partial<JobSpecInput> = {}) => validateJobSpec({ id, cmd: 'true', cpus: 0.1, mem: 16, ttlSecondsAfterFinished: 60, ...extra });
+    await cluster.api.putJob(oneOff('brief'));
+    await cluster.api.putJob(oneOff('needed'));
+    await cluster.api.putJob(validateJobSpec({ id: 'after', cmd: 'true', cpus: 0.1, mem: 16, dependencies: [{ job: 'needed', condition: 'afterok' }] }));
+    const brief = await cluster.api.triggerRun('brief');
+    const needed = await cluster.api.triggerRun('needed');
+    await cluster.ended(brief.id);
+    await cluster.ended(needed.id);
+    const endedMs = (await cluster.api.getRun(brief.id))!.finishedAtMs!;
+    expect((await cluster.api.getJob('brief'))!.expiresAtMs).toBe(endedMs + 60_000);
+
+    // Not yet: a second before the ttl passes, the job and its run are still there.
+    clock = endedMs + 59_000;
+    await cluster.framework!.scheduler.tick();
+    expect(await cluster.api.getJob('brief')).toBeDefined();
+
+    // Past it (after a restart on the same store: the expiry is recomputed from the runs).
+    await cluster.framework!.close();
+    await start();
+    clock = endedMs + 61_000;
+    await cluster.framework!.scheduler.tick();
+    expect(await cluster.api.getJob('brief')).toBeUndefined();
+    expect(await cluster.api.getRun(brief.id)).toBeUndefined();
+    expect(cluster.events.some((e) => e.type === 'job_changed' && e.jobId === 'brief' && e.job === undefined)).toBe(true);
+    // `needed` is past its ttl too, but `after` depends on it: it stays until that goes.
+    expect(await cluster.api.getJob('needed')).toBeDefined();
+    await cluster.api.deleteJob('after');
+    await cluster.framework!.scheduler.tick();
+    expect(await cluster.api.getJob('needed')).toBeUndefined();
+
+    // Restarted again: nothing comes back from the store.
+    await cluster.framework!.close();
+    await start();
+    expect((await cluster.api.listJobs()).map((j) => j.spec.id)).toEqual([]);
+  });
+
+  it('a job run again before its ttl passes is kept, and expires after the new run instead', async () => {
+    await start();
+    await cluster.api.putJob(validateJobSpec({ id: 'again', cmd: 'true', cpus: 0.1, mem: 16, ttlSecondsAfterFinished: 60 }));
+    const first = await cluster.api.triggerRun('again');
+    await cluster.ended(first.id);
+    const firstEnded = (await cluster.api.getRun(first.id))!.finishedAtMs!;
+    clock = firstEnded + 30_000;
+    const second = await cluster.api.triggerRun('again');
+    expect((await cluster.api.getJob('again'))!.expiresAtMs).toBeUndefined(); // a run is going
+    await cluster.ended(second.id);
+    clock = firstEnded + 61_000; // past the first run's ttl, not the second's
+    await cluster.framework!.scheduler.tick();
+    expect(await cluster.api.getJob('again')).toBeDefined();
+    clock = (await cluster.api.getRun(second.id))!.finishedAtMs! + 60_001;
+    await cluster.framework!.scheduler.tick();
+    expect(await cluster.api.getJob('again')).toBeUndefined();
   });
 });

@@ -17,14 +17,14 @@ function flagError(flags: JobRunFlags, command: string[] = ['true']): JobFlagErr
 describe('jobFromFlags', () => {
   it('keeps the command after -- as args (never a shell line), with a job id from its program', () => {
     const spec = jobFromFlags({}, ['sh', '-c', 'echo hi && sleep 1'], { random: fixed });
-    expect(spec).toEqual({ id: 'sh-abc123', args: ['sh', '-c', 'echo hi && sleep 1'] });
+    expect(spec).toEqual({ id: 'sh-abc123', args: ['sh', '-c', 'echo hi && sleep 1'], ttlSecondsAfterFinished: 86_400 });
     expect(jobFromFlags({}, ['echo hello world'], { random: fixed }).args).toEqual(['echo hello world']);
     expect(validateJobSpec(spec).args).toEqual(['sh', '-c', 'echo hi && sleep 1']);
   });
 
   it('turns every flag into its field, and the result passes the schema', () => {
     const spec = jobFromFlags(
-      { id: 'render', image: 'busybox:1', cpus: '0.5', mem: '256', disk: '100', env: ['MODE=fast', 'EMPTY=', 'EQ=a=b'], array: '0-99%10', retries: '3', timeout: '1m30s', priority: '-5' },
+      { id: 'render', image: 'busybox:1', cpus: '0.5', mem: '256', disk: '100', env: ['MODE=fast', 'EMPTY=', 'EQ=a=b'], array: '0-99%10', retries: '3', timeout: '1m30s', priority: '-5', ttl: '2h' },
       ['./render.sh'],
     );
     expect(spec).toEqual({
@@ -39,16 +39,19 @@ describe('jobFromFlags', () => {
       retries: 3,
       timeoutSeconds: 90,
       priority: -5,
+      ttlSecondsAfterFinished: 7200,
     });
     const parsed = validateJobSpec(spec);
     expect(parsed.array).toEqual({ indices: Array.from({ length: 100 }, (_, i) => i), throttle: 10 });
     expect(parsed.retries.count).toBe(3);
     expect(jobFromFlags({ completions: '10', parallelism: '4', timeout: '30' }, ['true'], { random: fixed })).toMatchObject({ completions: 10, parallelism: 4, timeoutSeconds: 30 });
+    expect(jobFromFlags({ ttl: '0' }, ['true'], { random: fixed }).ttlSecondsAfterFinished).toBe(0);
   });
 
   it.each<[JobRunFlags, string, RegExp]>([
     [{ timeout: '5x' }, '--timeout', /"5x" is not a duration; .* --timeout 30s/],
     [{ timeout: '0s' }, '--timeout', /more than 0 seconds/],
+    [{ ttl: 'forever' }, '--ttl', /"forever" is not a duration; .* --ttl 1h, 7d or 0/],
     [{ array: '9-1' }, '--array', /"9-1" the range 9-1 runs backwards; write 1-9/],
     [{ array: '0-9%0' }, '--array', /throttle/],
     [{ array: '0-9', parallelism: '2' }, '--array', /not both; the throttle goes after "%"/],

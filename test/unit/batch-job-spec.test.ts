@@ -133,6 +133,8 @@ describe('parseJobSpec', () => {
     });
     expect(problems('id: a')).toEqual({ cmd: expect.stringMatching(/say what to run/) });
     expect(problems('id: a\ncmd: x\nschedule: {cron: "@daily", timezone: Mars/Olympus}')).toEqual({ 'schedule.timezone': expect.stringMatching(/unknown time zone/) });
+    expect(problems('id: a\ncmd: x\nttlSecondsAfterFinished: 1h\nschedule: {cron: "@daily"}')).toEqual({ ttlSecondsAfterFinished: expect.stringMatching(/a scheduled job never finishes/) });
+    expect(problems('id: a\ncmd: x\nttlSecondsAfterFinished: -1')).toEqual({ ttlSecondsAfterFinished: 'must be 0 or more seconds' });
   });
 
   it('reports unreadable text and non-objects at the document', () => {

@@ -286,6 +286,7 @@ export function registerJobCommands(program: Command, defaultApi: string = proce
     .option('--retries <n>', 'retries per task after its first attempt fails (default 0)')
     .option('--timeout <duration>', 'kill a task attempt running longer than this, e.g. 30s, 5m, 1h30m')
     .option('--priority <n>', 'higher runs first, -1000 to 1000 (default 0)')
+    .option('--ttl <duration>', 'delete the job and its runs this long after the run ends, e.g. 1h, 7d, 0 (default 1d)')
     .option('--wait', 'show progress and wait for the run to end; exit 0 only if it succeeded')
     .option('--json', 'print the run (with --wait: as it ended) as JSON, and no progress bar')
     .addHelpText('after', '\nExamples:\n  agora job run --wait -- sh -c \'echo hello from $AGORA_TASK_INDEX\'\n  agora job run --array 0-99%10 --retries 2 --timeout 5m --wait -- ./render.sh\n  agora job run --image busybox:1 --json -- echo hi')

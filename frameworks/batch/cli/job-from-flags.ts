@@ -22,7 +22,11 @@ export interface JobRunFlags {
   retries?: string;
   timeout?: string;
   priority?: string;
+  ttl?: string;
 }
+
+/** How long a job from `agora job run` is kept after its run ends, unless --ttl says otherwise. */
+export const DEFAULT_RUN_TTL = '1d';
 
 /** A flag (or the command after `--`) that cannot be used, and why. */
 export class JobFlagError extends Error {
@@ -68,6 +72,13 @@ function number(flag: string, text: string, rule: 'positive' | 'whole' | 'positi
   return value;
 }
 
+function durationFlag(flag: string, text: string, rule: 'positive' | 'nonnegative', examples: string): number {
+  const seconds = parseDurationSeconds(text);
+  if (seconds === undefined) throw new JobFlagError(flag, `${JSON.stringify(text)} is not a duration; use seconds or units ms, s, m, h, d, e.g. ${flag} ${examples}`);
+  if (rule === 'positive' && seconds <= 0) throw new JobFlagError(flag, `${JSON.stringify(text)} must be more than 0 seconds`);
+  return seconds;
+}
+
 /** `K=V` pairs; a later one wins. */
 export function parseEnvFlags(pairs: readonly string[]): Record<string, string> {
   const env: Record<string, string> = {};
@@ -97,6 +108,7 @@ const FLAG_OF_FIELD: Record<string, string> = {
   retries: '--retries',
   timeoutSeconds: '--timeout',
   priority: '--priority',
+  ttlSecondsAfterFinished: '--ttl',
 };
 
 /**
@@ -136,12 +148,9 @@ export function jobFromFlags(flags: JobRunFlags, command: readonly string[], opt
   if (flags.completions !== undefined) spec.completions = number('--completions', flags.completions, 'positive whole', '10');
   if (flags.parallelism !== undefined) spec.parallelism = number('--parallelism', flags.parallelism, 'positive whole', '4');
   if (flags.retries !== undefined) spec.retries = number('--retries', flags.retries, 'whole', '3');
-  if (flags.timeout !== undefined) {
-    const seconds = parseDurationSeconds(flags.timeout);
-    if (seconds === undefined) throw new JobFlagError('--timeout', `${JSON.stringify(flags.timeout)} is not a duration; use seconds or units ms, s, m, h, d, e.g. --timeout 30s, 5m or 1h30m`);
-    if (seconds <= 0) throw new JobFlagError('--timeout', `${JSON.stringify(flags.timeout)} must be more than 0 seconds`);
-    spec.timeoutSeconds = seconds;
-  }
+  if (flags.timeout !== undefined) spec.timeoutSeconds = durationFlag('--timeout', flags.timeout, 'positive', '30s, 5m or 1h30m');
+  // A one-off job goes by itself a while after its run ends (Kubernetes' ttlSecondsAfterFinished).
+  spec.ttlSecondsAfterFinished = durationFlag('--ttl', flags.ttl ?? DEFAULT_RUN_TTL, 'nonnegative', '1h, 7d or 0 (right away)');
   if (flags.priority !== undefined) {
     const priority = number('--priority', flags.priority, 'integer', '10');
     if (priority < -1000 || priority > 1000) throw new JobFlagError('--priority', `${JSON.stringify(flags.priority)} must be -1000 to 1000`);
