@@ -1,18 +1,25 @@
 /**
- * The process containerizer's launcher: a small, long-lived child of the agent that spawns tasks for
- * it (what `mesos-containerizer launch` is to a Mesos agent).
+ * The process containerizer's launcher in JavaScript: a small, long-lived child of the agent that
+ * spawns tasks for it (what `mesos-containerizer launch` is to a Mesos agent). The agent uses
+ * launcher.c, compiled, when it can (a fork from it is far cheaper, and it joins the tasks' cgroups
+ * itself); this one when there is no C compiler.
  *
  * Why: on Linux a spawn forks the calling process, and a fork costs in proportion to the caller's
  * memory. The agent (tsx, zod, ws, pino, …) is well over 100 MB, so each spawn blocked its main
  * thread for milliseconds; this process is plain JavaScript with no dependencies (no tsx), a
  * fraction of that size, so it forks several times faster and off the agent's thread.
  *
- * Protocol: newline-delimited JSON. stdin (from the agent):
- *   {"base": {...}}                         the environment every task starts from (sent once, first)
- *   {"id", "file", "args", "cwd", "env", "ready"}   spawn: env holds what is added to base;
- *                                           stdout/stderr go to cwd/stdout and cwd/stderr (appended);
- *                                           ready: fd 3 is a pipe the task writes one byte to once
- *                                           it is inside its cgroup
+ * Protocol: launcher.c's (see there). stdin (from the agent): records whose fields each end with a
+ * NUL byte, counts in decimal:
+ *   B n KEY=VALUE...                        the environment every task starts from (sent once, first)
+ *   S id cwd file argc argv... envc KEY=VALUE... joinc path... ready
+ *                                           spawn: the env entries are added to the base; argv[0]
+ *                                           is ignored (node makes it `file`); stdout/stderr go to
+ *                                           cwd/stdout and cwd/stderr (appended); ready 1: fd 3 is
+ *                                           a pipe the task writes one byte to once it is inside its
+ *                                           cgroup; joinc must be 0 (this one cannot join cgroups
+ *                                           between fork and exec: that request gets an error)
+ * A malformed record ends this process (exit status 2).
  * stdout (to the agent):
  *   {"up": true}                            once, at start: nothing was spawned before it
  *   {"id", "pid", "startTime"}              spawned (startTime: field 22 of /proc/<pid>/stat)
@@ -82,7 +89,11 @@ function openLogs(sandbox, callback) {
 }
 
 function launch(request) {
-  const { id, file, args, cwd, env, ready } = request;
+  const { id, file, args, cwd, env, join, ready } = request;
+  if (join.length > 0) {
+    send({ id, error: `cannot join cgroup ${join[0]}: launcher.mjs cannot join cgroups (the native launcher does)` });
+    return;
+  }
   whenOpenSlot(() =>
     openLogs(cwd, (error, stdout, stderr) => {
       releaseOpenSlot();
@@ -129,17 +140,68 @@ function spawnTask(id, file, args, cwd, env, ready, stdout, stderr) {
   }
 }
 
-function onLine(line) {
-  if (line === '') return;
-  let message;
-  try {
-    message = JSON.parse(line);
-  } catch {
-    process.stderr.write(`agora launcher: ignoring a line that is not JSON: ${line.slice(0, 200)}\n`);
-    return;
+function malformed(what) {
+  process.stderr.write(`agora launcher: malformed input: ${what}\n`);
+  process.exit(2);
+}
+
+/** Reads the record at `start` of `buffer`: {fields, end}, or undefined when it is not complete yet. */
+function readRecord(buffer, start) {
+  let at = start;
+  const field = () => {
+    const nul = buffer.indexOf(0, at);
+    if (nul < 0) return undefined;
+    const text = buffer.toString('utf8', at, nul);
+    at = nul + 1;
+    return text;
+  };
+  const count = () => {
+    const text = field();
+    if (text === undefined) return undefined;
+    if (!/^\d{1,7}$/.test(text)) malformed(`a count is a number (got "${text.slice(0, 40)}")`);
+    return Number(text);
+  };
+  const list = () => {
+    const n = count();
+    if (n === undefined) return undefined;
+    const items = [];
+    for (let i = 0; i < n; i++) {
+      const item = field();
+      if (item === undefined) return undefined;
+      items.push(item);
+    }
+    return items;
+  };
+  const type = field();
+  if (type === undefined) return undefined;
+  if (type === 'B') {
+    const entries = list();
+    return entries && { record: { base: environment(entries) }, end: at };
   }
-  if (message.base) base = message.base;
-  else launch(message);
+  if (type !== 'S') malformed(`a record starts with B or S (got "${type.slice(0, 40)}")`);
+  const id = field();
+  if (id === undefined) return undefined;
+  if (!/^\d{1,15}$/.test(id)) malformed(`the spawn id is a number (got "${id.slice(0, 40)}")`);
+  const cwd = field();
+  const file = cwd === undefined ? undefined : field();
+  const argv = file === undefined ? undefined : list();
+  const env = argv && list();
+  const join = env && list();
+  const ready = join && field();
+  if (ready === undefined) return undefined;
+  if (ready !== '0' && ready !== '1') malformed(`ready is 0 or 1 (got "${ready.slice(0, 40)}")`);
+  if (argv.length === 0) malformed('argv[0] is required');
+  return { record: { id: Number(id), cwd, file, args: argv.slice(1), env: environment(env), join, ready: ready === '1' }, end: at };
+}
+
+function environment(entries) {
+  const env = {};
+  for (const entry of entries) {
+    const eq = entry.indexOf('=');
+    if (eq < 0) env[entry] = '';
+    else env[entry.slice(0, eq)] = entry.slice(eq + 1);
+  }
+  return env;
 }
 
 // The agent's end of the pipes going away means the agent is gone: leave, and leave the tasks.
@@ -151,12 +213,16 @@ process.stdin.on('error', () => process.exit(0));
 process.on('SIGINT', () => {});
 process.on('SIGHUP', () => {});
 
-let partial = '';
-process.stdin.setEncoding('utf8');
+// Records are cut from the bytes (a chunk may end inside a UTF-8 character), then decoded.
+let pending = Buffer.alloc(0);
 process.stdin.on('data', (chunk) => {
-  const lines = (partial + chunk).split('\n');
-  partial = lines.pop();
-  for (const line of lines) onLine(line);
+  pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+  let start = 0;
+  for (let read; (read = readRecord(pending, start)) !== undefined; start = read.end) {
+    if (read.record.base) base = read.record.base;
+    else launch(read.record);
+  }
+  pending = pending.subarray(start);
 });
 
 send({ up: true });

@@ -4,21 +4,24 @@
  * files there (file descriptors handed to the child; nothing flows through Node).
  *
  * Limits: when a writable cgroup hierarchy exists and the agent runs as root, each task gets its own
- * cgroup (memory limit = mem, cpu quota = cpus). The task's shell joins it before running the
- * command, so no process of the task runs unconstrained even for a moment.
+ * cgroup (memory limit = mem, cpu quota = cpus), joined before the task's command runs (by the
+ * native launcher between fork and exec, else by a shell prelude), so no process of the task runs
+ * unconstrained even for a moment.
  *
  * Kill policy (Mesos' command executor): SIGTERM to the group, SIGKILL after the grace period.
  * When the task's main process exits, whatever is left in its group is SIGKILLed: a container ends
  * with its task.
  *
- * Spawning: through the launcher (launcher.mjs), a small long-lived child process that forks the
- * tasks and reports their pids and exits over a pipe, like Mesos' `mesos-containerizer launch`. A
- * fork costs in proportion to the forking process's memory, and the agent's is large: spawning
- * from it blocked its main thread for milliseconds per task, the most of its CPU in a batch of short
- * tasks. Everything else (kills by process group, cgroups, checkpoints, statuses) stays here. When
+ * Spawning: through the launcher, a small long-lived child process that forks the tasks and reports
+ * their pids and exits over a pipe, like Mesos' `mesos-containerizer launch`. A fork costs in
+ * proportion to the forking process's memory, and the agent's is large: spawning from it blocked its
+ * main thread for milliseconds per task, the most of its CPU in a batch of short tasks. The launcher
+ * is launcher.c, compiled on first use (native-launcher.ts), which also joins the task's cgroups
+ * itself; without a C compiler it is launcher.mjs (plain Node, cgroups joined by the shell prelude).
+ * Everything else (kills by process group, cgroup creation, checkpoints, statuses) stays here. When
  * the launcher dies, the tasks it spawned are watched by pid like tasks re-adopted after an agent
- * restart, and the next launch starts a new one; when it cannot start at all, tasks are spawned from
- * the agent's process as before (also `launcher: false`).
+ * restart, and the next launch starts a new one; when it cannot start at all, the native one gives
+ * way to launcher.mjs, and that to spawning from the agent's process as before (also `launcher: false`).
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -30,6 +33,7 @@ import { rangesOf, scalar } from '../../master/protocol/resources.ts';
 import { isTerminal as isTerminalState, Reason, type TaskInfo } from '../../master/protocol/messages.ts';
 import type { Readable } from 'node:stream';
 import { Cgroups, JOIN_FAILED_EXIT_CODE, joinCgroupScript, oomKilled, removeCgroup, type TaskCgroup } from './cgroups.ts';
+import { nativeLauncher, type NativeLauncherOptions } from './native-launcher.ts';
 import type { Container, ContainerStatus, Containerizer, LaunchSpec, LimitsInfo, ReportStatus, ContainerizerContext } from './containerizer.ts';
 
 export interface ProcessContainerizerOptions {
@@ -45,16 +49,23 @@ export interface ProcessContainerizerOptions {
   /** How often a re-adopted task (no longer our child after an agent restart) is checked for exit. @default 500 */
   recoverPollMs?: number;
   /**
-   * Spawn tasks through the launcher, a small child process, rather than from the agent's own large
-   * one (see the top of this file). When it cannot start, tasks are spawned in-process, said once
-   * through `warn`. @default true
+   * Spawn tasks through a launcher, a small child process, rather than from the agent's own large
+   * one (see the top of this file). true: the native one (launcher.c, built in `init()` or at the
+   * first launch) when it can be built, else launcher.mjs; 'native' or 'node': only that one; false:
+   * from the agent's process. A launcher that cannot be had falls back (native → launcher.mjs →
+   * in-process; a forced one straight to in-process), said once through `warn`. @default true
    */
-  launcher?: boolean;
-  /** Where the fallback to in-process spawning is reported. @default console.warn */
+  launcher?: boolean | 'native' | 'node';
+  /** Where a fallback (to launcher.mjs, or to in-process spawning) is reported. @default console.warn */
   warn?: (message: string) => void;
-  /** The launcher's script. @default launcher.mjs next to this file (tests give one that fails) */
+  /** launcher.mjs. @default launcher.mjs next to this file (tests give one that fails) */
   launcherScript?: string;
+  /** Where the native launcher's source and compiled binary are (tests give others). @default see native-launcher.ts */
+  nativeLauncher?: NativeLauncherOptions;
 }
+
+/** What a launcher runs: the compiled launcher.c, or launcher.mjs under node. */
+type LauncherProgram = { kind: 'native'; binary: string } | { kind: 'node'; script: string };
 
 const LAUNCHER_SCRIPT = fileURLToPath(new URL('./launcher.mjs', import.meta.url));
 
@@ -128,12 +139,13 @@ export class ProcessContainerizer implements Containerizer {
   private opening = 0;
   private readonly openQueue: Array<() => void> = [];
   private launcher: Launcher | undefined;
-  /** Set once a launcher failed to come up: from then on tasks are spawned in-process. */
-  private launcherBroken: boolean;
+  /** What the next launcher runs; null: tasks are spawned in-process; undefined: not chosen yet (see chooseLauncher). */
+  private program: LauncherProgram | null | undefined;
+  private choosing: Promise<void> | undefined;
 
   constructor(private readonly options: ProcessContainerizerOptions = {}) {
     this.recoverPollMs = options.recoverPollMs ?? 500;
-    this.launcherBroken = options.launcher === false;
+    if (options.launcher === false) this.program = null;
   }
 
   /** The running launcher's pid (started with the first launch), for diagnostics and tests. */
@@ -141,9 +153,16 @@ export class ProcessContainerizer implements Containerizer {
     return this.launcher?.pid;
   }
 
+  /** Which launcher runs ('native': launcher.c; 'node': launcher.mjs), if one does. */
+  get launcherKind(): LauncherProgram['kind'] | undefined {
+    return this.launcher?.pid === undefined ? undefined : this.launcher.program.kind;
+  }
+
   async init(context?: ContainerizerContext): Promise<LimitsInfo> {
     if (this.initialised) return this.limits;
     this.initialised = true;
+    // Builds the native launcher (a compile the first time; a file lookup after): ready for the first task.
+    await this.chooseLauncher();
     if (this.options.cgroups === false) {
       this.limits = { enforced: false, detail: 'cgroups are disabled in the options' };
       return this.limits;
@@ -184,7 +203,8 @@ export class ProcessContainerizer implements Containerizer {
   private async prepare(spec: LaunchSpec, container: ProcessContainer): Promise<void> {
     const { sandbox, task, frameworkId } = spec;
     const cgroups = this.cgroups;
-    const inProcess = this.launcherBroken;
+    if (this.program === undefined) await this.chooseLauncher();
+    const inProcess = this.program === null;
     const cgroupMade = cgroups ? cgroups.create(cgroupName(frameworkId, task.taskId), { memMb: scalar(task.resources, 'mem'), cpus: scalar(task.resources, 'cpus') }) : Promise.resolve(undefined);
     const logsOpened = inProcess ? openLogs(sandbox) : Promise.resolve(undefined);
     const [made, opened] = await Promise.allSettled([cgroupMade, logsOpened]);
@@ -221,19 +241,49 @@ export class ProcessContainerizer implements Containerizer {
     else this.opening--;
   }
 
+  /** Decides (once) which launcher runs, building the native one when it is wanted. */
+  private chooseLauncher(): Promise<void> {
+    this.choosing ??= this.choose();
+    return this.choosing;
+  }
+
+  private async choose(): Promise<void> {
+    const mode = this.options.launcher ?? true;
+    if (mode === false) return;
+    const node: LauncherProgram = { kind: 'node', script: this.options.launcherScript ?? LAUNCHER_SCRIPT };
+    if (mode === 'node') {
+      this.program = node;
+      return;
+    }
+    const built = await nativeLauncher(this.options.nativeLauncher);
+    if ('path' in built) this.program = { kind: 'native', binary: built.path };
+    else if (mode === 'native') {
+      this.program = null;
+      this.warn(`process containerizer: the native task launcher is unavailable (${built.unavailable}), so tasks are spawned from the agent's process`);
+    } else {
+      this.program = node;
+      this.warn(`process containerizer: native launcher unavailable (${built.unavailable}); using launcher.mjs`);
+    }
+  }
+
+  private warn(message: string): void {
+    (this.options.warn ?? console.warn)(message);
+  }
+
   /** The launcher, started if none runs; undefined when tasks are to be spawned in-process. */
   private currentLauncher(): Launcher | undefined {
-    if (this.launcherBroken) return undefined;
     if (this.launcher) return this.launcher;
+    const program = this.program;
+    if (!program) return undefined;
     const env = { ...this.baseEnv };
     // NODE_OPTIONS (say --import tsx, or a large heap) is for the agent, not this small process;
     // tasks still get it (the launcher gives them the base environment sent below).
     delete env.NODE_OPTIONS;
     try {
-      this.launcher = new Launcher(this.options.launcherScript ?? LAUNCHER_SCRIPT, env, this.baseEnv, (launcher, wasUp) => this.launcherGone(launcher, wasUp));
+      this.launcher = new Launcher(program, env, this.baseEnv, (launcher, wasUp) => this.launcherGone(launcher, wasUp));
     } catch (error) {
-      this.launcherFailed(`it could not be started: ${(error as Error).message}`);
-      return undefined;
+      this.launcherFailed(program, `it could not be started: ${(error as Error).message}`);
+      return this.currentLauncher();
     }
     return this.launcher;
   }
@@ -241,16 +291,22 @@ export class ProcessContainerizer implements Containerizer {
   private launcherGone(launcher: Launcher, wasUp: boolean): void {
     if (this.launcher === launcher) this.launcher = undefined;
     // Killed after it came up: the next launch starts another. One that never came up will not.
-    if (!wasUp) this.launcherFailed(`it exited before it was up (${launcher.exitDescription})`);
+    if (!wasUp) this.launcherFailed(launcher.program, `it exited before it was up (${launcher.exitDescription})`);
   }
 
-  private launcherFailed(why: string): void {
-    if (this.launcherBroken) return;
-    this.launcherBroken = true;
-    (this.options.warn ?? console.warn)(`process containerizer: the task launcher (${this.options.launcherScript ?? LAUNCHER_SCRIPT}) is unavailable, so tasks are spawned from the agent's process: ${why}`);
+  /** The program failed to give a working launcher: the native one gives way to launcher.mjs (unless forced), that to in-process spawning. */
+  private launcherFailed(program: LauncherProgram, why: string): void {
+    if (this.program !== program) return;
+    if (program.kind === 'native' && (this.options.launcher ?? true) === true) {
+      this.program = { kind: 'node', script: this.options.launcherScript ?? LAUNCHER_SCRIPT };
+      this.warn(`process containerizer: the native task launcher (${program.binary}) is unavailable, so tasks go through launcher.mjs: ${why}`);
+      return;
+    }
+    this.program = null;
+    this.warn(`process containerizer: the task launcher (${program.kind === 'native' ? program.binary : program.script}) is unavailable, so tasks are spawned from the agent's process: ${why}`);
   }
 
-  /** What runs: `sh -c` for a shell command, else the program itself; with a cgroup, behind the join prelude. */
+  /** What runs: `sh -c` for a shell command, else the program itself; with a cgroup (one the launcher does not join itself), behind the join prelude. */
   private command(spec: LaunchSpec, cgroup: TaskCgroup | undefined): { file: string; args: string[] } {
     const command = spec.task.command;
     const shell = command.shell !== false;
@@ -263,18 +319,28 @@ export class ProcessContainerizer implements Containerizer {
   }
 
   private launchThrough(launcher: Launcher, spec: LaunchSpec, container: ProcessContainer, cgroup: TaskCgroup | undefined): void {
-    const { file, args } = this.command(spec, cgroup);
+    // The native launcher joins the cgroup between fork and exec: the pid it reports is a task in
+    // its cgroup already. launcher.mjs cannot, so the command gets the shell prelude, and fd 3 is a
+    // pipe the prelude writes one byte to once the shell is inside.
+    const joins = launcher.joinsCgroups && cgroup !== undefined;
+    const { file, args } = this.command(spec, launcher.joinsCgroups ? undefined : cgroup);
     let pid: number | undefined;
     let startTime: string | undefined;
     launcher.spawn(
-      // With a cgroup, fd 3 is a pipe the prelude writes one byte to once the shell is inside it.
-      { file, args, cwd: spec.sandbox, env: this.taskEnvironment(spec), ready: cgroup !== undefined },
+      {
+        file,
+        args,
+        cwd: spec.sandbox,
+        env: this.taskEnvironment(spec),
+        join: joins ? cgroup.dirs.map((dir) => `${dir}/cgroup.procs`) : [],
+        ready: cgroup !== undefined && !joins,
+      },
       {
         pid: (spawnedPid, spawnedStartTime) => {
           pid = spawnedPid;
           startTime = spawnedStartTime;
           container.spawned(spawnedPid, cgroup, spawnedStartTime);
-          if (!cgroup) container.started();
+          if (!cgroup || joins) container.started();
         },
         started: () => container.started(),
         exit: (code, signal) => container.exited(code, signal),
@@ -290,8 +356,10 @@ export class ProcessContainerizer implements Containerizer {
             if (processAlive(pid, startTime)) container.started();
             this.watch(container, pid, startTime, 'launcher');
           } else if (why === 'never-up') {
-            // It never came up, so it spawned nothing: spawn this one here.
-            this.whenOpenSlot(() => void this.spawnHere(spec, container, cgroup).finally(() => this.releaseOpenSlot()));
+            // It never came up, so it spawned nothing: launch this one the next way (see launcherFailed).
+            const next = this.currentLauncher();
+            if (next) this.launchThrough(next, spec, container, cgroup);
+            else this.whenOpenSlot(() => void this.spawnHere(spec, container, cgroup).finally(() => this.releaseOpenSlot()));
           } else {
             // Closed: it spawns nothing after its stdin ends, and every pid it sent has been read.
             // Died: it may have been killed between the fork and the pid (a task we cannot see).
@@ -420,6 +488,8 @@ interface LaunchRequest {
   cwd: string;
   /** Added to the base environment the launcher was given. */
   env: Record<string, string>;
+  /** cgroup.procs files the task joins between fork and exec (only a launcher that joinsCgroups). */
+  join: string[];
   /** Give the task a ready pipe on fd 3 and report `started` when its byte arrives. */
   ready: boolean;
 }
@@ -439,8 +509,24 @@ type LauncherGone = 'never-up' | 'closed' | 'died';
 
 type LauncherMessage = { up: true; id?: undefined } | { id: number; pid: number; startTime?: string } | { id: number; started: true } | { id: number; exit: number | null; signal: NodeJS.Signals | null } | { id: number; error: string };
 
-/** The agent's end of launcher.mjs: newline-delimited JSON over its stdin and stdout. */
+/** One record of the launchers' input: each field ends with a NUL byte (see launcher.c). */
+function record(fields: string[]): string {
+  return `${fields.join('\0')}\0`;
+}
+
+function environmentEntries(env: Record<string, string | undefined>): string[] {
+  const entries: string[] = [];
+  for (const [key, value] of Object.entries(env)) if (value !== undefined) entries.push(`${key}=${value}`);
+  return entries;
+}
+
+/**
+ * The agent's end of a launcher (launcher.c compiled, or launcher.mjs): records of NUL-terminated
+ * fields to its stdin, newline-delimited JSON back from its stdout.
+ */
 class Launcher {
+  /** It joins the task's cgroups itself (the native one), so no shell prelude or ready pipe is needed. */
+  readonly joinsCgroups: boolean;
   private readonly child: ChildProcess;
   private readonly pending = new Map<number, LaunchHandlers>();
   private nextId = 1;
@@ -450,12 +536,23 @@ class Launcher {
   private partial = '';
   exitDescription = 'no exit status';
 
-  constructor(script: string, ownEnv: Record<string, string | undefined>, taskBaseEnv: Record<string, string | undefined>, private readonly onGone: (launcher: Launcher, wasUp: boolean) => void) {
-    // Its fork cost grows with its memory, so keep that small: a 1 MB young generation (it allocates
-    // little, and a bigger one only grows its footprint), no V8 helper threads; the old-space cap is
-    // only a ceiling, generous for thousands of running tasks' handles. (Measured, 2000 spawns of
-    // `true`: ~55 MB RSS and ~0.95 ms of its CPU per spawn, against ~60 MB and ~1.05 ms without.)
-    this.child = spawn(process.execPath, ['--max-old-space-size=64', '--max-semi-space-size=1', '--single-threaded', script], { stdio: ['pipe', 'pipe', 'inherit'], env: ownEnv });
+  constructor(
+    readonly program: LauncherProgram,
+    ownEnv: Record<string, string | undefined>,
+    taskBaseEnv: Record<string, string | undefined>,
+    private readonly onGone: (launcher: Launcher, wasUp: boolean) => void,
+  ) {
+    this.joinsCgroups = program.kind === 'native';
+    const stdio: StdioOptions = ['pipe', 'pipe', 'inherit'];
+    // launcher.mjs: its fork cost grows with its memory, so keep that small: a 1 MB young generation
+    // (it allocates little, and a bigger one only grows its footprint), no V8 helper threads; the
+    // old-space cap is only a ceiling, generous for thousands of running tasks' handles. (Measured,
+    // 2000 spawns of `true`: ~55 MB RSS and ~0.95 ms of its CPU per spawn, against ~60 MB and ~1.05
+    // ms without.) The native one is ~1.3 MB RSS and forks in well under 0.1 ms.
+    this.child =
+      program.kind === 'native'
+        ? spawn(program.binary, [], { stdio, env: ownEnv })
+        : spawn(process.execPath, ['--max-old-space-size=64', '--max-semi-space-size=1', '--single-threaded', program.script], { stdio, env: ownEnv });
     // The agent's socket keeps it alive, not its launcher.
     this.child.unref();
     const stdin = this.child.stdin!;
@@ -475,7 +572,8 @@ class Launcher {
       this.exitDescription = error.message;
       this.died();
     });
-    stdin.write(`${JSON.stringify({ base: taskBaseEnv })}\n`);
+    const base = environmentEntries(taskBaseEnv);
+    stdin.write(record(['B', String(base.length), ...base]));
   }
 
   get pid(): number | undefined {
@@ -484,8 +582,17 @@ class Launcher {
 
   spawn(request: LaunchRequest, handlers: LaunchHandlers): void {
     const id = this.nextId++;
+    const env = environmentEntries(request.env);
+    // argv[0] is the program as given, as node's spawn makes it.
+    const argv = [request.file, ...request.args];
+    const fields = ['S', String(id), request.cwd, request.file, String(argv.length), ...argv, String(env.length), ...env, String(request.join.length), ...request.join, request.ready ? '1' : '0'];
+    // A NUL would end a field early (and no exec can carry one anyway).
+    if (fields.some((field) => field.includes('\0'))) {
+      handlers.error('cannot start the task: its command, arguments or environment contain a NUL byte');
+      return;
+    }
     this.pending.set(id, handlers);
-    this.child.stdin!.write(`${JSON.stringify({ id, ...request })}\n`);
+    this.child.stdin!.write(record(fields));
   }
 
   /**

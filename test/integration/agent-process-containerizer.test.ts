@@ -7,6 +7,7 @@ import type { ContainerStatus } from '../../agent/containerizers/containerizer.t
 import { ProcessContainerizer, processStartTime, type ProcessCheckpoint } from '../../agent/containerizers/process.ts';
 import { isTerminal } from '../../master/protocol/messages.ts';
 import { waitFor } from './helpers.ts';
+import { launcherKinds, nativeSkipReason } from './launcher-kinds.ts';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'agora-process-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -40,8 +41,8 @@ function launch(containerizer: ProcessContainerizer, task: TaskInfo, frameworkId
   return { container, statuses, started, ended, sandbox };
 }
 
-describe('ProcessContainerizer', () => {
-  const containerizer = new ProcessContainerizer({ cgroups: false });
+describe.each(launcherKinds)('ProcessContainerizer (%s launcher)', (kind) => {
+  const containerizer = new ProcessContainerizer({ cgroups: false, launcher: kind });
 
   it('reports RUNNING with a pid checkpoint, then FINISHED for a command that exits 0', async () => {
     const run = launch(containerizer, taskOf('true'));
@@ -158,9 +159,9 @@ describe('ProcessContainerizer', () => {
 
 const cgroupsUsable = process.platform === 'linux' && process.getuid?.() === 0 && existsSync('/sys/fs/cgroup/memory/memory.limit_in_bytes');
 
-describe.skipIf(!cgroupsUsable)('ProcessContainerizer with cgroup v1 limits', () => {
-  const parent = `agora-test-${process.pid}`;
-  const containerizer = new ProcessContainerizer({ cgroupParent: parent });
+describe.skipIf(!cgroupsUsable).each(launcherKinds)('ProcessContainerizer with cgroup v1 limits (%s launcher)', (kind) => {
+  const parent = `agora-test-${process.pid}-${kind}`;
+  const containerizer = new ProcessContainerizer({ cgroupParent: parent, launcher: kind });
   afterAll(async () => {
     // Task cgroups are removed just after their task ends; give the last ones a moment.
     for (const hierarchy of ['memory', 'cpu']) {
@@ -220,6 +221,17 @@ describe.skipIf(!cgroupsUsable)('ProcessContainerizer with cgroup v1 limits', ()
     expect(existsSync(stale)).toBe(false);
   });
 
+  it.runIf(kind === 'native')('has the native launcher join the cgroup between fork and exec: the command runs as it is, no shell prelude', async () => {
+    const command = 'cat /proc/self/cgroup; tr "\\0" " " < /proc/$$/cmdline';
+    const run = launch(containerizer, taskOf(command, { resources: { mem: 32 } }));
+    expect((await run.started).state).toBe('RUNNING');
+    await run.ended;
+    const name = path.basename((run.statuses[0]?.checkpoint as ProcessCheckpoint).cgroup!.dirs[0]!);
+    const stdout = readFileSync(path.join(run.sandbox, 'stdout'), 'utf8');
+    expect(stdout).toContain(`memory:/${parent}/${name}`);
+    expect(stdout.endsWith(`sh -c ${command} `)).toBe(true);
+  });
+
   it('joins the cgroup before exec when shell is false', async () => {
     const run = launch(containerizer, taskOf('', { resources: { mem: 32 }, command: { value: '/bin/cat', shell: false, arguments: ['/proc/self/cgroup'] } }));
     await run.ended;
@@ -238,5 +250,12 @@ describe.skipIf(!cgroupsUsable)('ProcessContainerizer with cgroup v1 limits', ()
 if (!cgroupsUsable) {
   describe('ProcessContainerizer with cgroup v1 limits', () => {
     it.skip(`skipped: needs root on Linux with cgroup v1 at /sys/fs/cgroup/memory (uid ${process.getuid?.()})`, () => {});
+  });
+}
+
+const skipped = nativeSkipReason;
+if (skipped) {
+  describe('ProcessContainerizer (native launcher)', () => {
+    it.skip(skipped, () => {});
   });
 }
