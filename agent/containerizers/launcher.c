@@ -37,9 +37,11 @@
  * Tasks are detached (a session and process group of their own), so they outlive this process:
  * when the agent goes (stdin ends) this exits and leaves them running, as the agent does.
  *
- * Structure: one thread, one poll() loop over stdin, a SIGCHLD self-pipe and the ready pipes. A
- * spawn is synchronous: open the log files, fork, and wait for the child to exec (its report pipe
- * reaches EOF) or to say why it could not; then the pid goes out at once, before anything else.
+ * Structure: one thread, one poll() loop over stdin, a SIGCHLD self-pipe, and per task a report
+ * pipe (until it execs) and the ready pipe. A spawn opens the log files and forks; the child joins
+ * the cgroups and execs while this loop takes the next request (joins can take milliseconds: waiting
+ * on each would cap the spawn rate). The child's report pipe closes at its exec, or carries why it
+ * could not get there: then the pid (or the error) goes out at once, before anything else.
  *
  * Build: cc -std=c99 -O2 -o launcher launcher.c (also clean under -Wall -Wextra -Werror).
  */
@@ -252,13 +254,26 @@ static void send_error(unsigned long long id, const char *message) {
 /* ---------------------------------------------------------------------------------------------- */
 /* Tasks: those spawned and not yet reported ended                                                 */
 
+/*
+ * A task is SPAWNING from its fork until its report pipe says how far the child got: EOF (the
+ * exec closed it: the program runs; the pid goes out) or a child_failure (the error goes out).
+ * Then RUNNING until it is reaped and its exit reported, or FAILED, to be reaped without a word.
+ */
+enum task_state { SPAWNING, RUNNING, FAILED };
+
 struct task {
   pid_t pid;
   unsigned long long id;
+  enum task_state state;
+  /* SPAWNING: the read end of its report pipe. */
+  int report_fd;
+  /* SPAWNING: what an error message may need: file, cwd, then the join paths, each NUL-ended. */
+  char *context;
+  size_t joinc;
   /* Read end of the ready pipe (ready "1"), until it reaches EOF; -1 without one. */
   int ready_fd;
   int started_sent;
-  /* Its wait status, once reaped while its ready pipe was still open (the exit waits for EOF). */
+  /* Reaped: its wait status, held until it may go out (after the pid and the ready pipe's EOF). */
   int exited;
   int status;
 };
@@ -266,7 +281,8 @@ struct task {
 /* Few at a time in practice (the running tasks of one agent); a linear scan finds one. */
 static struct task *tasks;
 static size_t task_count, task_capacity;
-static size_t ready_open; /* how many tasks have a ready pipe open: poll() watches those */
+/* What poll() watches besides stdin and the SIGCHLD pipe: report pipes, and ready pipes once RUNNING. */
+static size_t spawning, ready_open;
 
 static void send_exit(const struct task *task) {
   out_format("{\"id\":%llu,\"exit\":", task->id);
@@ -279,9 +295,16 @@ static void send_exit(const struct task *task) {
   out_flush();
 }
 
-static void remove_task(size_t index) { tasks[index] = tasks[--task_count]; }
+/* Reports the task's exit once everything before it has gone out, and forgets the task. */
+static void settle(size_t index) {
+  struct task *task = &tasks[index];
+  if (!task->exited || task->state == SPAWNING || task->ready_fd >= 0) return;
+  if (task->state == RUNNING) send_exit(task);
+  /* FAILED: the error went out; its exit (127, or a signal) is no task's outcome. */
+  tasks[index] = tasks[--task_count];
+}
 
-/* Reaps every child that ended; reports each (or holds it until its ready pipe closes). */
+/* Reaps every child that ended; reports each (or holds it, see settle). */
 static void reap(void) {
   for (;;) {
     int status;
@@ -292,10 +315,7 @@ static void reap(void) {
       if (tasks[i].pid != pid) continue;
       tasks[i].status = status;
       tasks[i].exited = 1;
-      if (tasks[i].ready_fd < 0) {
-        send_exit(&tasks[i]);
-        remove_task(i);
-      }
+      settle(i);
       break;
     }
   }
@@ -319,10 +339,7 @@ static void on_ready(size_t index) {
   close(task->ready_fd);
   task->ready_fd = -1;
   ready_open--;
-  if (task->exited) {
-    send_exit(task);
-    remove_task(index);
-  }
+  settle(index);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -505,6 +522,59 @@ static int start_time(pid_t pid, char *into, size_t size) {
   return 1;
 }
 
+/* The report pipe of a SPAWNING task has something: a failure, or EOF (it exec'd). */
+static void on_report(size_t index) {
+  struct task *task = &tasks[index];
+  struct child_failure failure;
+  ssize_t got = read(task->report_fd, &failure, sizeof failure);
+  if (got < 0 && (errno == EINTR || errno == EAGAIN)) return;
+  close(task->report_fd);
+  task->report_fd = -1;
+  spawning--;
+  const char *file = task->context;
+  const char *cwd = file + strlen(file) + 1;
+  if (got <= 0) {
+    /* EOF: the exec closed the pipe, so the program runs (in its cgroups, if it had any). The pid
+     * goes out at once. (A child killed before it could exec also ends here: its exit says so.) */
+    task->state = RUNNING;
+    char start[32];
+    out_format("{\"id\":%llu,\"pid\":%ld", task->id, (long)task->pid);
+    if (start_time(task->pid, start, sizeof start)) {
+      out_text(",\"startTime\":");
+      out_string(start);
+    }
+    out_text("}\n");
+    if (task->joinc > 0) out_format("{\"id\":%llu,\"started\":true}\n", task->id);
+    out_flush();
+    if (task->ready_fd >= 0) ready_open++;
+  } else {
+    /* It could not exec and exits 127: the error goes out; reap() forgets it. */
+    task->state = FAILED;
+    char *message;
+    if ((size_t)got < sizeof failure) message = format_message("cannot start %s: its process failed before exec", file);
+    else if (failure.stage == STAGE_JOIN) {
+      const char *join = cwd + strlen(cwd) + 1;
+      for (int i = 0; i < failure.index && (size_t)i < task->joinc; i++) join += strlen(join) + 1;
+      message = format_message("cannot join cgroup %s: %s", join, describe_errno(failure.error));
+    } else if (failure.stage == STAGE_CHDIR)
+      message = format_message("cannot start %s: cannot change to its directory %s: %s", file, cwd, describe_errno(failure.error));
+    else if (failure.stage == STAGE_EXEC) message = format_message("cannot start %s: %s", file, describe_errno(failure.error));
+    else message = format_message("cannot start %s: %s failed: %s", file, failure.stage == STAGE_SETSID ? "setsid" : "dup2", describe_errno(failure.error));
+    send_error(task->id, message);
+    free(message);
+    if (task->ready_fd >= 0) close(task->ready_fd);
+    task->ready_fd = -1;
+  }
+  free(task->context);
+  task->context = NULL;
+  settle(index);
+}
+
+/*
+ * Opens the task's stdout/stderr and forks it; the child joins its cgroups and execs while this
+ * process goes on with the next request (a cgroup join can take milliseconds, and waiting for each
+ * would make this loop the agent's bottleneck). on_report() finishes the spawn.
+ */
 static void spawn_task(const struct spawn_request *request) {
   int stdout_fd = open_log(request->cwd, "stdout");
   int stderr_fd = stdout_fd < 0 ? -1 : open_log(request->cwd, "stderr");
@@ -532,6 +602,8 @@ static void spawn_task(const struct spawn_request *request) {
   pid_t pid = fork();
   if (pid == 0) run_child(request, env, stdout_fd, stderr_fd, ready[1], report[1]);
   int fork_error = errno;
+  /* The child's ends are closed here before anything else is forked, so no other child holds them:
+   * the report pipe reaches EOF exactly when this child execs or dies. */
   close(report[1]);
   close(stdout_fd);
   close(stderr_fd);
@@ -545,55 +617,25 @@ static void spawn_task(const struct spawn_request *request) {
     return;
   }
 
-  /* The child's exec closes its end of the report pipe: EOF means it runs the program now. Until
-   * then it joins cgroups and opens nothing that blocks for long, so waiting here is brief. */
-  struct child_failure failure;
-  size_t got = 0;
-  while (got < sizeof failure) {
-    ssize_t n = read(report[0], (char *)&failure + got, sizeof failure - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += (size_t)n;
-  }
-  close(report[0]);
+  /* What an error message may need later, when the request's buffer is gone. */
+  size_t size = strlen(request->file) + 1 + strlen(request->cwd) + 1;
+  for (size_t i = 0; i < request->joinc; i++) size += strlen(request->join[i]) + 1;
+  char *context = xrealloc(NULL, size), *at = context;
+  at = (char *)memcpy(at, request->file, strlen(request->file) + 1) + strlen(request->file) + 1;
+  at = (char *)memcpy(at, request->cwd, strlen(request->cwd) + 1) + strlen(request->cwd) + 1;
+  for (size_t i = 0; i < request->joinc; i++) at = (char *)memcpy(at, request->join[i], strlen(request->join[i]) + 1) + strlen(request->join[i]) + 1;
 
-  if (got > 0) {
-    /* It could not exec (and exits 127): reap it here, so its exit is never reported. */
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
-    }
-    if (ready[0] >= 0) close(ready[0]);
-    char *message;
-    if (got < sizeof failure) message = format_message("cannot start %s: its process failed before exec", request->file);
-    else if (failure.stage == STAGE_JOIN)
-      message = format_message("cannot join cgroup %s: %s", request->join[failure.index], describe_errno(failure.error));
-    else if (failure.stage == STAGE_CHDIR)
-      message = format_message("cannot start %s: cannot change to its directory %s: %s", request->file, request->cwd, describe_errno(failure.error));
-    else if (failure.stage == STAGE_EXEC) message = format_message("cannot start %s: %s", request->file, describe_errno(failure.error));
-    else message = format_message("cannot start %s: %s failed: %s", request->file, failure.stage == STAGE_SETSID ? "setsid" : "dup2", describe_errno(failure.error));
-    send_error(request->id, message);
-    free(message);
-    return;
-  }
-
-  /* Registered before the next poll(), so its SIGCHLD finds it. The pid goes out at once. */
   RESERVE(tasks, task_capacity, task_count + 1);
   struct task *task = &tasks[task_count++];
   memset(task, 0, sizeof *task);
   task->pid = pid;
   task->id = request->id;
+  task->state = SPAWNING;
+  task->report_fd = report[0];
+  task->context = context;
+  task->joinc = request->joinc;
   task->ready_fd = ready[0];
-  if (ready[0] >= 0) ready_open++;
-
-  char start[32];
-  out_format("{\"id\":%llu,\"pid\":%ld", request->id, (long)pid);
-  if (start_time(pid, start, sizeof start)) {
-    out_text(",\"startTime\":");
-    out_string(start);
-  }
-  out_text("}\n");
-  /* In its cgroups before exec: started already. */
-  if (request->joinc > 0) out_format("{\"id\":%llu,\"started\":true}\n", request->id);
-  out_flush();
+  spawning++;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -751,29 +793,46 @@ int main(void) {
   out_text("{\"up\":true}\n");
   out_flush();
 
+  /* Per poll() entry after the first two: which pipe of a task it is. */
+  enum { REPORT, READY };
   struct pollfd *fds = NULL;
-  size_t fds_capacity = 0;
+  int *kinds = NULL;
+  size_t fds_capacity = 0, kinds_capacity = 0;
   for (;;) {
-    RESERVE(fds, fds_capacity, 2 + ready_open);
+    RESERVE(fds, fds_capacity, 2 + spawning + ready_open);
+    RESERVE(kinds, kinds_capacity, 2 + spawning + ready_open);
     size_t nfds = 0;
     fds[nfds++] = (struct pollfd){STDIN_FILENO, POLLIN, 0};
     fds[nfds++] = (struct pollfd){sigchld_pipe[0], POLLIN, 0};
-    if (ready_open > 0) {
+    if (spawning + ready_open > 0) {
       for (size_t i = 0; i < task_count; i++) {
-        if (tasks[i].ready_fd >= 0) fds[nfds++] = (struct pollfd){tasks[i].ready_fd, POLLIN, 0};
+        if (tasks[i].report_fd >= 0) {
+          kinds[nfds] = REPORT;
+          fds[nfds++] = (struct pollfd){tasks[i].report_fd, POLLIN, 0};
+        } else if (tasks[i].state == RUNNING && tasks[i].ready_fd >= 0) {
+          kinds[nfds] = READY;
+          fds[nfds++] = (struct pollfd){tasks[i].ready_fd, POLLIN, 0};
+        }
       }
     }
     if (poll(fds, (nfds_t)nfds, -1) < 0) {
       if (errno == EINTR) continue;
       die(1, "poll: %s", strerror(errno));
     }
-    /* Ready pipes first: a task's byte then its EOF, before (or after) its exit, in that order. */
-    for (size_t p = 2; p < nfds; p++) {
-      if (!fds[p].revents) continue;
-      for (size_t i = 0; i < task_count; i++) {
-        if (tasks[i].ready_fd == fds[p].fd) {
-          on_ready(i);
-          break;
+    /* Report pipes first (a pid before anything else about its task), then ready pipes (a task's
+     * byte, then its EOF), then exits, then new requests. Handlers may remove tasks: look each up. */
+    for (int kind = REPORT; kind <= READY; kind++) {
+      for (size_t p = 2; p < nfds; p++) {
+        if (!fds[p].revents || kinds[p] != kind) continue;
+        for (size_t i = 0; i < task_count; i++) {
+          if (kind == REPORT && tasks[i].report_fd == fds[p].fd) {
+            on_report(i);
+            break;
+          }
+          if (kind == READY && tasks[i].ready_fd == fds[p].fd) {
+            on_ready(i);
+            break;
+          }
         }
       }
     }

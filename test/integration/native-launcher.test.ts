@@ -249,6 +249,23 @@ describe.each(launcherKinds)('the launcher protocol (%s)', (kind) => {
       await driver.exited;
     });
   } else {
+    it('goes on spawning while a child is still on its way to exec (here: blocked joining), and writes "0" to join', async () => {
+      const driver = await startDriver(kind);
+      driver.write(record('B', 1, `PATH=${process.env.PATH}`));
+      // A FIFO stands in for cgroup.procs: the child blocks opening it until someone reads.
+      const fifo = path.join(sandbox, 'procs.fifo');
+      await promisify(execFile)('mkfifo', [fifo]);
+      driver.write(spawnRecord(1, sandbox, ['true'], { join: [fifo] }));
+      driver.write(spawnRecord(2, sandbox, ['sh', '-c', 'exit 3']));
+      expect(await driver.until(2, 'exit')).toEqual({ id: 2, exit: 3, signal: null });
+      expect(driver.of(1)).toEqual([]);
+      expect(readFileSync(fifo, 'utf8')).toBe('0');
+      expect(await driver.until(1, 'exit')).toEqual({ id: 1, exit: 0, signal: null });
+      expect(driver.of(1).map((m) => Object.keys(m)[1])).toEqual(['pid', 'started', 'exit']);
+      driver.child.stdin.end();
+      await driver.exited;
+    });
+
     it('joins the cgroups given before exec, or says which one it could not join', async (context) => {
       const driver = await startDriver(kind);
       driver.write(record('B', 1, `PATH=${process.env.PATH}`));
