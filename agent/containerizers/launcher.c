@@ -418,8 +418,12 @@ static void exec_search(const char *file, char *const argv[], char *const env[])
     return;
   }
   const char *path = DEFAULT_PATH;
-  for (char *const *entry = env; *entry; entry++)
-    if (strncmp(*entry, "PATH=", 5) == 0) path = *entry + 5;
+  for (char *const *entry = env; *entry; entry++) {
+    if (strncmp(*entry, "PATH=", 5) == 0) {
+      path = *entry + 5;
+      break;
+    }
+  }
   size_t file_length = strlen(file);
   int saw_eacces = 0;
   for (const char *dir = path;;) {
