@@ -230,6 +230,7 @@ export class Agent {
     this.connection?.close(CloseCode.GOING_AWAY, 'agent stopping');
     await this.loop;
     await this.containerizer.close?.();
+    this.store?.close();
     this.log.info({ agentId: this.id }, 'agent stopped');
   }
 

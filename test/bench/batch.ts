@@ -150,14 +150,14 @@ async function startAgentProcess(masterUrl: string, cgroups: 'auto' | 'off', pro
   }
 }
 
-/** The agent's task launcher (agent/containerizers/launcher.mjs): the child that forks the tasks and reaps them. */
+/** The agent's task launcher (native `launcher-<hash>`, or launcher.mjs): the child that forks the tasks and reaps them. */
 function launcherPidOf(agentPid: number): number | undefined {
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === agentPid && readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('launcher.mjs')) return Number(entry);
+      if (ppid === agentPid && /launcher(\.mjs|-[0-9a-f]{16})/.test(readFileSync(`/proc/${entry}/cmdline`, 'utf8'))) return Number(entry);
     } catch {
       // gone meanwhile
     }

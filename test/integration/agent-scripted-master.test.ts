@@ -12,6 +12,7 @@ import { pino } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Agent, type AgentOptions } from '../../agent/agent.ts';
+import { CheckpointStore } from '../../agent/checkpoint.ts';
 import { processStartTime } from '../../agent/containerizers/process.ts';
 import { SimulatedContainerizer } from '../../agent/containerizers/simulated.ts';
 import { Endpoint, Inbound, PROTOCOL_VERSION, WsConnection, type AgentMessage, type MasterToAgent } from '../../master/protocol/index.ts';
@@ -179,11 +180,13 @@ describe('Agent against a scripted master', () => {
     expect(finished).toMatchObject({ state: 'FINISHED', exitCode: 0, agentId: 'agent-1' });
     const sandbox = path.join(workDir, 'sandboxes', 'fw1', 't1');
     expect(readFileSync(path.join(sandbox, 'stdout'), 'utf8')).toBe('hi\n');
-    expect(existsSync(path.join(workDir, 'meta', 'tasks', 'fw1', 't1.log'))).toBe(true);
+    // Checkpointed until the FINISHED update is acknowledged (read by a second, read-only store).
+    const checkpointed = () => new CheckpointStore(path.join(workDir, 'meta')).readAll().some((t) => t.frameworkId === 'fw1' && t.taskId === 't1');
+    expect(checkpointed()).toBe(true);
 
     await master.until(() => master.updates('t1').filter((s) => s.uuid === finished.uuid).length >= 2, 'a resend of FINISHED');
     master.send({ type: 'ACKNOWLEDGE_UPDATE', frameworkId: 'fw1', taskId: 't1', uuid: finished.uuid });
-    await master.until(() => !existsSync(path.join(workDir, 'meta', 'tasks', 'fw1', 't1.log')) || undefined, 'the checkpoint to be removed');
+    await master.until(() => !checkpointed() || undefined, 'the checkpoint to be removed');
     expect(existsSync(sandbox)).toBe(true); // sandboxes outlive their tasks
   });
 

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -118,5 +118,59 @@ describe('CheckpointStore', () => {
     expect(again.readAll()[0]?.updates.map((u) => u.uuid)).toEqual(['u1']);
     again.removeTask('fw', 't');
     expect(new CheckpointStore(path.join(root, 'meta2')).readAll()).toEqual([]);
+  });
+});
+
+describe('CheckpointStore journal', () => {
+  const status = (taskId: string, uuid: string, state: StoredStatus['state']): StoredStatus => ({ taskId, frameworkId: 'fw', state, source: 'EXECUTOR', timestampMs: 0, uuid });
+  const info = (taskId: string) => ({ frameworkId: 'fw', task: { taskId, resources: {}, command: { value: 'true' } }, sandbox: `/s/${taskId}` });
+
+  it('keeps thousands of tasks in one file, no file per task, and compacts away the forgotten ones', () => {
+    const dir = path.join(root, 'journal');
+    const store = new CheckpointStore(dir);
+    for (let i = 0; i < 3000; i++) {
+      const id = `t${i}`;
+      store.createTask(info(id));
+      store.writeContainer('fw', id, { pid: i }, status(id, `${id}-r`, 'RUNNING'));
+      store.appendAck('fw', id, `${id}-r`);
+      if (i % 1000 !== 7) store.removeTask('fw', id); // three stay
+    }
+    expect(readdirSync(dir).sort()).toEqual(['tasks.log']);
+    // Compacted along the way: far smaller than 3000 tasks' records.
+    expect(statSync(path.join(dir, 'tasks.log')).size).toBeLessThan(1.1 * 1024 * 1024);
+    const saved = new CheckpointStore(dir).readAll();
+    expect(saved.map((t) => t.taskId)).toEqual(['t7', 't1007', 't2007']);
+    expect(saved[1]).toMatchObject({ info: { ...info('t1007'), container: { pid: 1007 } }, updates: [{ uuid: 't1007-r' }] });
+    expect([...saved[1]!.acknowledged]).toEqual(['t1007-r']);
+
+    store.compact();
+    expect(new CheckpointStore(dir).readAll().map((t) => t.taskId)).toEqual(['t7', 't1007', 't2007']);
+    store.close();
+  });
+
+  it('skips a line cut short by a crash and carries on appending after it', () => {
+    const dir = path.join(root, 'torn');
+    const store = new CheckpointStore(dir);
+    store.createTask(info('a'));
+    store.close();
+    appendFileSync(path.join(dir, 'tasks.log'), '{"id":["fw","b"],"task":{"frame'); // killed mid-write
+    const again = new CheckpointStore(dir);
+    expect(again.readAll().map((t) => t.taskId)).toEqual(['a']);
+    again.appendUpdate(status('a', 'u1', 'RUNNING'));
+    again.close();
+    // The torn line is skipped; what came after it is kept.
+    const [a] = new CheckpointStore(dir).readAll();
+    expect(a?.updates.map((u) => u.uuid)).toEqual(['u1']);
+  });
+
+  it('a reading store never rewrites the journal a writing one appends to', () => {
+    const dir = path.join(root, 'two');
+    const writer = new CheckpointStore(dir);
+    writer.createTask(info('x'));
+    const reader = new CheckpointStore(dir);
+    expect(reader.readAll()).toHaveLength(1);
+    writer.appendUpdate(status('x', 'u', 'RUNNING'));
+    expect(reader.readAll()[0]?.updates).toHaveLength(1);
+    writer.close();
   });
 });
