@@ -22,16 +22,23 @@
  * Each run also prints where the time went: tasks in flight on average, per-task latencies from
  * the run's own record, and CPU per task of the agent, of the tasks it reaped (the forked children)
  * and of this process (master + scheduler), with how busy the whole machine was (anyone's load).
- * What it showed on a 2-vCPU VM (Nov 2026): the 20-task limit is not what binds (BENCH_AGENT_CPUS=8
- * puts 80 in flight for +15 %; the extra tasks queue at the agent); CPU is. A task costs ~7 ms of
- * CPU in all — agent ~1.5-2, its launcher's fork ~1.5-2.5, the task's own `sh -c true` ~1.5,
- * master+scheduler ~1.5-2 — which caps two cores near 250-300 tasks/s. Forks cost more the bigger the
- * forking process (0.8 ms at 53 MB RSS, 3.2 ms at 105 MB), hence the agent's lean launcher
- * (agent/containerizers/launcher.mjs) instead of forking from the ~120 MB agent.
+ * What it showed on a 2-vCPU VM (Nov 2026): CPU binds, not the 20-task limit (BENCH_AGENT_CPUS=4
+ * puts 40 in flight for about +10 %). Per task, on the disk: agent ~1.3-1.8 ms, its launcher
+ * ~0.2-0.9, the task's own `sh -c true` ~0.9-1.2, master+scheduler ~1.1-2 — about 320-400 tasks/s.
+ * Much of that is the file system: that VM's ext4 has no journal, and without one every inode
+ * allocation skips the inodes freed in the last minutes (ext4's recently_deleted), so each file or
+ * directory a task's sandbox needs cost 0.2-1 ms there; with the work dir and the store on tmpfs
+ * the same runs did 430-560 tasks/s, which is why that figure is printed too. The process
+ * containerizer forks through a native launcher (agent/containerizers/launcher.c, ~0.2 ms per task)
+ * rather than from the ~120 MB agent, since a fork costs in proportion to the forking process's
+ * memory (0.8 ms at 53 MB RSS, 3.2 ms at 105 MB), and the agent checkpoints into one journal rather
+ * than a file per task.
  *
  * Knobs (environment): BENCH_TASKS (500), BENCH_ROUNDS (3), BENCH_CGROUPS_COMPARE=0 skips the run
- * without cgroups, BENCH_SLURM=0 skips Slurm, BENCH_AGENT_CPUS=N gives the agent N cpus instead of
- * the detected ones (N / 0.1 tasks in flight; for experiments, not the headline),
+ * without cgroups, BENCH_TMPFS_COMPARE=0 the one on /dev/shm, BENCH_SLURM=0 skips Slurm,
+ * BENCH_AGENT_CPUS=N gives the agent N cpus instead of the detected ones (N / 0.1 tasks in flight;
+ * for experiments, not the headline),
+ * BENCH_DIR=DIR puts the agent's work dir and the store there (default the OS temp dir),
  * BENCH_AGENT_NODE_FLAGS='…' runs the agent's node with those flags, BENCH_PROF=DIR writes a CPU
  * profile of the agent's process there (run node with --cpu-prof for this one's).
  */
@@ -48,6 +55,9 @@ import { scalar, type Resources } from '../../master/protocol/resources.ts';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 500);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+/** Where the agent's work dir and the batch store go (an experiment: BENCH_DIR=/dev/shm takes the disk out). */
+const BENCH_DIR = process.env.BENCH_DIR ?? os.tmpdir();
+const TMPFS = '/dev/shm';
 const TASK_CPUS = 0.1;
 const TASK_MEM = 32;
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -68,6 +78,8 @@ interface RunFigures {
   runningToEndMs: { p50: number; p99: number };
   /** The k-th end → the launch its freed resources allowed, as the scheduler sees them (0: the master re-offered them, and the launch came, before the scheduler heard of the end). */
   endToNextLaunchMs: { p50: number; p99: number };
+  submitToFirstLaunchMs: number;
+  lastEndToDoneMs: number;
   /** CPU per task (ms) over the run: the agent's process, the tasks it reaped, this process (master + scheduler), and the whole machine busy (all processes, anyone's) as a share of its cores. */
   cpu: { agentMs: number; launcherMs: number; tasksMs: number; masterSchedulerMs: number; machineBusy: number };
 }
@@ -116,9 +128,9 @@ function machineCpu(): { busy: number; total: number } {
   return { busy: total - idle, total };
 }
 
-async function startAgentProcess(masterUrl: string, cgroups: 'auto' | 'off', profDir: string | undefined): Promise<{ info: AgentInfo; pid: number; stop: () => Promise<void> }> {
+async function startAgentProcess(masterUrl: string, cgroups: 'auto' | 'off', profDir: string | undefined, dir: string): Promise<{ info: AgentInfo; pid: number; stop: () => Promise<void> }> {
   const worker = fileURLToPath(new URL('./batch-agent.ts', import.meta.url));
-  const workDir = mkdtempSync(path.join(os.tmpdir(), 'agora-batch-bench-agent-'));
+  const workDir = mkdtempSync(path.join(dir, 'agora-batch-bench-agent-'));
   // The agent runs as `agora agent` would: without the bench's NODE_OPTIONS (a 64 MB young
   // generation makes the agent's heap, and with it every fork of a task, much bigger).
   const { NODE_OPTIONS: _benchNodeOptions, ...env } = process.env;
@@ -169,10 +181,12 @@ function launcherPidOf(agentPid: number): number | undefined {
 async function timeRun(batch: BatchFramework, jobId: string, agentPid: number): Promise<RunFigures> {
   const spec = validateJobSpec({ id: jobId, cmd: 'true', cpus: TASK_CPUS, mem: TASK_MEM, array: `0-${TASKS - 1}` });
   const endedAt = new Map<string, number>();
+  const endedAtEpoch = new Map<string, number>();
   let wake: (() => void) | undefined;
   const unsubscribe = batch.api.subscribe((event) => {
     if (event.type !== 'run' || event.run.finishedAtMs === undefined || endedAt.has(event.run.id)) return;
     endedAt.set(event.run.id, performance.now());
+    endedAtEpoch.set(event.run.id, Date.now());
     wake?.();
   });
   try {
@@ -183,6 +197,7 @@ async function timeRun(batch: BatchFramework, jobId: string, agentPid: number): 
     const self0 = processCpu('self');
     const machine0 = machineCpu();
     const start = performance.now();
+    const startEpoch = Date.now();
     await batch.api.putJob(spec);
     const { id } = await batch.api.triggerRun(jobId);
     while (!endedAt.has(id)) await new Promise<void>((resolve) => (wake = resolve));
@@ -200,13 +215,13 @@ async function timeRun(batch: BatchFramework, jobId: string, agentPid: number): 
     };
     const run = (await batch.api.getRun(id))!;
     if (run.state !== 'succeeded' || run.counts.succeeded !== TASKS) throw new Error(`run ${id} ended ${run.state} ${JSON.stringify(run.counts)}: ${run.reason ?? ''}`);
-    return { seconds, ...anatomy(run, seconds), cpu };
+    return { seconds, ...anatomy(run, seconds, startEpoch, endedAtEpoch.get(id)!), cpu };
   } finally {
     unsubscribe();
   }
 }
 
-function anatomy(run: RunView, seconds: number): Omit<RunFigures, 'seconds' | 'cpu'> {
+function anatomy(run: RunView, seconds: number, submittedMs: number, doneMs: number): Omit<RunFigures, 'seconds' | 'cpu'> {
   const attempts = run.taskList.flatMap((t) => t.attempts);
   const toRunning: number[] = [];
   const toEnd: number[] = [];
@@ -223,18 +238,26 @@ function anatomy(run: RunView, seconds: number): Omit<RunFigures, 'seconds' | 'c
   const gaps: number[] = [];
   for (let k = 0; firstWave + k < launches.length && k < ends.length; k++) gaps.push(Math.max(0, launches[firstWave + k]! - ends[k]!));
   const pq = (values: number[]) => ({ p50: round2(percentile(values, 50)), p99: round2(percentile(values, 99)) });
-  return { meanInFlight: round2(busyMs / (seconds * 1000)), launchToRunningMs: pq(toRunning), runningToEndMs: pq(toEnd), endToNextLaunchMs: pq(gaps) };
+  return {
+    meanInFlight: round2(busyMs / (seconds * 1000)),
+    launchToRunningMs: pq(toRunning),
+    runningToEndMs: pq(toEnd),
+    endToNextLaunchMs: pq(gaps),
+    // The ramps: from the submit to the first launch, and from the last task's end to the run's end event.
+    submitToFirstLaunchMs: launches.length > 0 ? launches[0]! - submittedMs : 0,
+    lastEndToDoneMs: ends.length > 0 ? doneMs - ends.at(-1)! : 0,
+  };
 }
 
-async function throughAgora(cgroups: 'auto' | 'off', label: string): Promise<ConfigFigures> {
+async function throughAgora(cgroups: 'auto' | 'off', label: string, dir = BENCH_DIR): Promise<ConfigFigures> {
   const quiet = pino({ level: 'error' }, pino.destination(2));
-  const storeDir = mkdtempSync(path.join(os.tmpdir(), 'agora-batch-bench-store-'));
+  const storeDir = mkdtempSync(path.join(dir, 'agora-batch-bench-store-'));
   const profDir = process.env.BENCH_PROF;
   const server = await startMasterServer({ port: 0, logger: quiet });
   let agent: Awaited<ReturnType<typeof startAgentProcess>> | undefined;
   let batch: BatchFramework | undefined;
   try {
-    agent = await startAgentProcess(server.wsUrl, cgroups, profDir);
+    agent = await startAgentProcess(server.wsUrl, cgroups, profDir, dir);
     batch = await startBatchFramework({ master: server.wsUrl, store: storeDir, logger: quiet });
     const warmup = await timeRun(batch, 'bench-true', agent.pid);
     console.log(`  ${label}: warm-up ${warmup.seconds.toFixed(2)} s`);
@@ -246,6 +269,7 @@ async function throughAgora(cgroups: 'auto' | 'off', label: string): Promise<Con
         `  ${label}: run ${i + 1}: ${figures.seconds.toFixed(2)} s = ${Math.round(TASKS / figures.seconds)} tasks/s; ` +
           `in flight ${figures.meanInFlight} on average; launched→RUNNING p50 ${figures.launchToRunningMs.p50} ms, RUNNING→ended p50 ${figures.runningToEndMs.p50} ms, ` +
           `ended→next launch p50 ${figures.endToNextLaunchMs.p50} ms (p99 ${figures.endToNextLaunchMs.p99}); ` +
+          `submit→first launch ${figures.submitToFirstLaunchMs} ms, last end→run ended ${figures.lastEndToDoneMs} ms; ` +
           `CPU per task: agent ${figures.cpu.agentMs} ms, its launcher ${figures.cpu.launcherMs} ms, the task itself ${figures.cpu.tasksMs} ms, master+scheduler ${figures.cpu.masterSchedulerMs} ms; machine ${Math.round(figures.cpu.machineBusy * 100)}% busy`,
       );
     }
@@ -296,16 +320,21 @@ export default async function run(_opts: { json: boolean }): Promise<Record<stri
   const maxInFlight = Math.min(Math.floor(cpus / TASK_CPUS + 1e-9), Math.floor(scalar(headline.agent.resources, 'mem') / TASK_MEM));
   let without: ConfigFigures | undefined;
   if (cgroupsOn && process.env.BENCH_CGROUPS_COMPARE !== '0') without = await throughAgora('off', 'cgroups off');
+  // The same default agent with its work dir and the store in memory: what the disk costs here.
+  let onTmpfs: ConfigFigures | undefined;
+  if (BENCH_DIR !== TMPFS && existsSync(TMPFS) && process.env.BENCH_TMPFS_COMPARE !== '0') onTmpfs = await throughAgora('auto', `work dir and store on ${TMPFS}`, TMPFS);
   const slurm = await slurmSeconds();
 
   const agoraSeconds = headline.median.seconds;
   const tasksPerSecond = Math.round(TASKS / agoraSeconds);
   const speedup = slurm === undefined ? null : round2(slurm / agoraSeconds);
   const withoutTps = without && Math.round(TASKS / without.median.seconds);
+  const tmpfsTps = onTmpfs && Math.round(TASKS / onTmpfs.median.seconds);
   console.log(
     `batch: ${TASKS} tasks through Agora in ${agoraSeconds.toFixed(2)} s = ${tasksPerSecond} tasks/s ` +
       `(headline: default agent, per-task cgroups ${cgroupsOn ? 'ON' : `off — ${headline.agent.limits.detail}`}; ${maxInFlight} in flight at most = agent cpus ${cpus} / ${TASK_CPUS})` +
       (without ? `; without per-task cgroups ${without.median.seconds.toFixed(2)} s = ${withoutTps} tasks/s` : '') +
+      (onTmpfs ? `; work dir and store on ${TMPFS} ${onTmpfs.median.seconds.toFixed(2)} s = ${tmpfsTps} tasks/s` : '') +
       (slurm === undefined ? '; Slurm not measured here' : `; Slurm ${slurm.toFixed(2)} s; speedup ${speedup}×`) +
       ' (targets ≥ 450 tasks/s, speedup ≥ 20)',
   );
@@ -319,6 +348,7 @@ export default async function run(_opts: { json: boolean }): Promise<Record<stri
     speedup,
     cgroups: cgroupsOn,
     withoutCgroups: without ? { agoraSeconds: round2(without.median.seconds), tasksPerSecond: withoutTps } : null,
+    onTmpfs: onTmpfs ? { agoraSeconds: round2(onTmpfs.median.seconds), tasksPerSecond: tmpfsTps } : null,
     rounds: headline.rounds.map((r) => round2(r.seconds)),
     store: 'file',
     agentCpus: cpus,
