@@ -7,7 +7,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { access, constants, mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { access, constants, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -87,6 +87,7 @@ async function findOrCompile(source: string, binary: string, compilers: string[]
     try {
       // Atomic: whoever renames last wins, and both wrote the same program.
       await rename(temp, binary);
+      await removeOlderBuilds(binary);
       return { path: binary };
     } catch (error) {
       await rm(temp, { force: true }).catch(() => undefined);
@@ -94,6 +95,17 @@ async function findOrCompile(source: string, binary: string, compilers: string[]
     }
   }
   return { unavailable: `no C compiler found (tried ${missing.join(', ')})` };
+}
+
+/**
+ * Builds of earlier sources would pile up (one per change of launcher.c): they go once a new one is
+ * in place. An agent still running one keeps it (its process holds the file); temp files of builds
+ * in progress are left alone.
+ */
+async function removeOlderBuilds(binary: string): Promise<void> {
+  const dir = path.dirname(binary);
+  const names = await readdir(dir).catch(() => [] as string[]);
+  await Promise.all(names.filter((name) => /^launcher-[0-9a-f]{16}$/.test(name) && name !== path.basename(binary)).map((name) => rm(path.join(dir, name), { force: true }).catch(() => undefined)));
 }
 
 /** 'ok', 'not-found' (no such compiler), or what went wrong (its stderr, shortened). */
