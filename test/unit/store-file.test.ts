@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -32,27 +32,77 @@ describe('FileStore on disk', () => {
     await second.close();
   });
 
-  it('writes one JSON file per key, named by the encoded key, and leaves no journal or temp file behind', async () => {
+  it('appends each commit as one line to its log, creating no file per commit or key', async () => {
     const dir = freshDir();
     const store = await FileStore.open(dir);
     await store.commit([
       { op: 'put', key: 'apps/a', value: 1 },
-      { op: 'put', key: 'apps/b', value: 2 },
+      { op: 'put', key: 'apps/b', value: { n: 2 } },
     ]);
-    expect((await readdir(join(dir, 'entries'))).sort()).toEqual(['apps%2Fa.json', 'apps%2Fb.json']);
-    expect(JSON.parse(await readFile(join(dir, 'entries', 'apps%2Fa.json'), 'utf8'))).toEqual({ version: 1, value: 1 });
-    expect(await readdir(join(dir, 'tmp'))).toEqual([]);
-    expect((await readdir(dir)).sort()).toEqual(['LOCK', 'entries', 'tmp']);
+    for (let i = 0; i < 20; i++) await store.put('apps/a', i);
+    await store.delete('apps/b');
+    expect((await readdir(dir)).sort()).toEqual(['LOCK', 'log.jsonl']);
+    const lines = (await readFile(join(dir, 'log.jsonl'), 'utf8')).trimEnd().split('\n');
+    expect(lines).toHaveLength(22);
+    expect(JSON.parse(lines[0]!)).toEqual({ c: [{ k: 'apps/a', v: 1, d: 1 }, { k: 'apps/b', v: 1, d: { n: 2 } }] });
+    expect(JSON.parse(lines[21]!)).toEqual({ c: [{ k: 'apps/b', x: 1 }] });
     await store.close();
   });
 
-  it('completes a multi-key commit whose journal was durable when the process died', async () => {
+  it('drops a commit a crash cut short (all of it, even one of several keys) and keeps the ones before', async () => {
     const dir = freshDir();
     const before = await FileStore.open(dir);
     await before.put('apps/web', { v: 1 });
     await before.put('deployments/old', {});
     await before.close();
-    // What a crash right after the commit point leaves: the journal, and only part of it applied.
+    // What dying mid-append leaves: the next commit's line, without its end.
+    await appendFile(join(dir, 'log.jsonl'), '{"c":[{"k":"apps/web","v":2,"d":{"v":2}},{"k":"deployments/new","v":1,"d":{"st');
+    const after = await FileStore.open(dir);
+    expect(await after.list('')).toEqual([
+      { key: 'apps/web', value: { v: 1 }, version: 1 },
+      { key: 'deployments/old', value: {}, version: 1 },
+    ]);
+    // The torn line is gone from the log, so the next commit is not glued to it.
+    await after.put('apps/web', { v: 3 });
+    await after.close();
+    const again = await FileStore.open(dir);
+    expect(await again.get('apps/web')).toEqual({ key: 'apps/web', value: { v: 3 }, version: 2 });
+    await again.close();
+  });
+
+  it('refuses to open over a damaged line in the middle of the log, naming the file and line', async () => {
+    const dir = freshDir();
+    const store = await FileStore.open(dir);
+    await store.put('a', 1);
+    await store.close();
+    await appendFile(join(dir, 'log.jsonl'), 'garbage\n{"c":[{"k":"b","v":1,"d":2}]}\n');
+    await expect(FileStore.open(dir)).rejects.toThrow(/log\.jsonl line 2 is damaged .*restore the data directory from a backup/);
+  });
+
+  it('compacts a long log into a snapshot, with the same entries after reopening', async () => {
+    const dir = freshDir();
+    const store = await FileStore.open(dir);
+    const big = 'x'.repeat(50_000);
+    for (let i = 0; i < 120; i++) await store.put(`runs/r${i % 3}`, { i, big }); // ~6 MB of commits over 3 keys
+    await store.put('framework', 'f-1');
+    expect((await readdir(dir)).sort()).toEqual(['LOCK', 'log.jsonl', 'snapshot.json']);
+    expect((await stat(join(dir, 'log.jsonl'))).size).toBeLessThan(4 * 1024 * 1024);
+    const expected = await store.list('');
+    await store.close();
+    const reopened = await FileStore.open(dir);
+    expect(await reopened.list('')).toEqual(expected);
+    expect((await reopened.get('runs/r2'))!.value).toMatchObject({ i: 119 });
+    expect((await reopened.get('runs/r2'))!.version).toBe(40);
+    await reopened.close();
+  });
+
+  it('reads a store written in the earlier layout (a file per key, a journal mid-commit) and moves it to a snapshot', async () => {
+    const dir = freshDir();
+    await mkdir(join(dir, 'entries'), { recursive: true });
+    await mkdir(join(dir, 'tmp'));
+    await writeFile(join(dir, 'entries', 'apps%2Fweb.json'), '{"version":1,"value":{"v":1}}');
+    await writeFile(join(dir, 'entries', 'deployments%2Fold.json'), '{"version":1,"value":{}}');
+    // A multi-key commit past its commit point when the old process died, half applied.
     const changes = [
       { key: 'apps/web', text: '{"v":2}', version: 2 },
       { key: 'deployments/new', text: '{"steps":2}', version: 1 },
@@ -61,14 +111,18 @@ describe('FileStore on disk', () => {
     await writeFile(join(dir, 'journal.json'), JSON.stringify({ changes }));
     await writeFile(join(dir, 'entries', 'apps%2Fweb.json'), '{"version":2,"value":{"v":2}}');
     await writeFile(join(dir, 'tmp', '1234-9'), '{"version":1,"val'); // a torn temp file
-    const after = await FileStore.open(dir);
-    expect(await after.list('')).toEqual([
+    const store = await FileStore.open(dir);
+    const expected = [
       { key: 'apps/web', value: { v: 2 }, version: 2 },
       { key: 'deployments/new', value: { steps: 2 }, version: 1 },
-    ]);
-    expect(await readdir(join(dir, 'tmp'))).toEqual([]);
-    expect(await readdir(dir)).not.toContain('journal.json');
-    await after.close();
+    ];
+    expect(await store.list('')).toEqual(expected);
+    expect((await readdir(dir)).sort()).toEqual(['LOCK', 'log.jsonl', 'snapshot.json']);
+    await store.put('apps/web', { v: 3 });
+    await store.close();
+    const reopened = await FileStore.open(dir);
+    expect(await reopened.get('apps/web')).toEqual({ key: 'apps/web', value: { v: 3 }, version: 3 });
+    await reopened.close();
   });
 
   it('refuses a second store on a directory a live process holds, and takes over a dead one', async () => {
