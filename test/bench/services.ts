@@ -8,8 +8,10 @@
  * One warm-up deploy, then BENCH_ROUNDS (3) rounds, each an Agora deploy followed by a Swarm one
  * (interleaved, so both see the same machine), and the median of each. On a 2-vCPU VM both are
  * bound by the engine: `docker create` + `start` of 50 containers alone takes ~2.4-3 s there
- * (runc, containerd-shim and dockerd share the two cores), and single runs of either side vary by
- * ±20 % with the host's load — hence medians.
+ * (runc, containerd-shim and dockerd share the two cores, ~55 ms of CPU per container start), and
+ * single runs of either side vary by ±30 % — hence medians. Part of that is the disk: the engine
+ * creates a dozen files per container under /var/lib/docker, and on that VM's journal-less ext4
+ * each creation gets slower for minutes after many deletions (the previous round's teardown).
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
