@@ -195,6 +195,25 @@ export function joinCgroupScript(cgroup: TaskCgroup): string {
   return `{ ${cgroup.dirs.map((dir) => `echo $$ > '${dir}/cgroup.procs'`).join(' && ')}; } || exit ${JOIN_FAILED_EXIT_CODE}; echo >&3; exec 3>&-`;
 }
 
+/** SIGKILLs every process in the task's cgroup (one the agent never learnt the pid of). */
+export function killCgroupMembers(cgroup: TaskCgroup): void {
+  for (const dir of cgroup.dirs) {
+    let pids: string[];
+    try {
+      pids = readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean);
+    } catch {
+      continue; // gone already
+    }
+    for (const pid of pids) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // exited meanwhile
+      }
+    }
+  }
+}
+
 /** True when the kernel's OOM killer killed a process of this cgroup. */
 export function oomKilled(cgroup: TaskCgroup): boolean {
   if (!cgroup.oomFile) return false;

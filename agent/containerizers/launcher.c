@@ -304,20 +304,43 @@ static void settle(size_t index) {
   tasks[index] = tasks[--task_count];
 }
 
-/* Reaps every child that ended; reports each (or holds it, see settle). */
+static void on_report(size_t index);
+
+static size_t task_of(pid_t pid) {
+  for (size_t i = 0; i < task_count; i++) {
+    if (tasks[i].pid == pid) return i;
+  }
+  return task_count;
+}
+
+/*
+ * Reaps every child that ended; reports each (or holds it, see settle). A child is looked at before
+ * it is reaped: one still SPAWNING (it exec'd and ended before its report pipe was read) gets its
+ * pid reported first, while its /proc entry still exists, so its start time is its own.
+ */
 static void reap(void) {
   for (;;) {
-    int status;
-    pid_t pid = waitpid(-1, &status, WNOHANG);
-    if (pid < 0 && errno == EINTR) continue;
-    if (pid <= 0) return; /* none left that ended (0), or no children at all (ECHILD) */
-    for (size_t i = 0; i < task_count; i++) {
-      if (tasks[i].pid != pid) continue;
-      tasks[i].status = status;
-      tasks[i].exited = 1;
-      settle(i);
-      break;
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) < 0) {
+      if (errno == EINTR) continue;
+      return; /* ECHILD: no children at all */
     }
+    pid_t pid = info.si_pid;
+    if (pid == 0) return; /* none left that ended */
+    size_t index = task_of(pid);
+    /* Its report pipe is readable now: the child exec'd (EOF), failed (a report) or died. */
+    if (index < task_count && tasks[index].state == SPAWNING) on_report(index);
+    int status;
+    pid_t reaped;
+    do reaped = waitpid(pid, &status, 0);
+    while (reaped < 0 && errno == EINTR);
+    if (reaped != pid) continue;
+    index = task_of(pid);
+    if (index == task_count) continue;
+    tasks[index].status = status;
+    tasks[index].exited = 1;
+    settle(index);
   }
 }
 
@@ -451,6 +474,11 @@ static void exec_search(const char *file, char *const argv[], char *const env[])
 
 /* The forked child: becomes the task. Never returns. */
 static void run_child(const struct spawn_request *request, char **env, int stdout_fd, int stderr_fd, int ready_fd, int report_fd) {
+  /* A session and process group of its own first: the agent signals the group; the task outlives
+   * us; and a Ctrl-C meant for the agent's group can no longer reach it once its dispositions are
+   * back to the defaults below. */
+  if (setsid() < 0) child_fail(report_fd, STAGE_SETSID, errno, 0);
+
   /* Dispositions this process changed go back to the default (ignored ones would survive exec),
    * and no signal stays blocked: the task starts as if spawned by node. */
   struct sigaction default_action;
@@ -462,9 +490,6 @@ static void run_child(const struct spawn_request *request, char **env, int stdou
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
-
-  /* A session and process group of its own: the agent signals the group; the task outlives us. */
-  if (setsid() < 0) child_fail(report_fd, STAGE_SETSID, errno, 0);
 
   /* Join the task's cgroups before anything of the task runs. "0" means the writing process, in
    * cgroup v1 and v2 alike. */
@@ -489,12 +514,24 @@ static void run_child(const struct spawn_request *request, char **env, int stdou
   child_fail(report_fd, STAGE_EXEC, errno, 0);
 }
 
-/* Opens cwd/name for appending, creating it (0666, less the umask). */
+/*
+ * Opens cwd/name for appending, creating it (0666, less the umask). Only a regular file: a symlink
+ * or a FIFO left in a reused sandbox must neither redirect the output elsewhere nor block this loop
+ * (O_NONBLOCK makes a FIFO without a reader fail with ENXIO instead of waiting for one).
+ */
 static int open_log(const char *cwd, const char *name) {
   char *path = format_message("%s/%s", cwd, name);
-  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0666);
   int error = errno;
   free(path);
+  if (fd >= 0) {
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+      error = fstat(fd, &st) < 0 ? errno : EINVAL;
+      close(fd);
+      fd = -1;
+    } else fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  }
   errno = error;
   return fd;
 }
@@ -729,9 +766,14 @@ static size_t take_record(char *data, size_t length) {
   if (!(field = next_field(&cursor))) return 0;
   if (strcmp(field, "0") != 0 && strcmp(field, "1") != 0) malformed("ready is 0 or 1", field);
   request.ready = field[0] == '1';
-  if (request.argc == 0) malformed("argv[0] is required", "0");
-  if (request.file[0] == '\0') malformed("the program is empty", "");
-  if (request.cwd[0] == '\0') malformed("the directory is empty", "");
+  /* Well framed but unusable: that task fails, not the launcher (and every task it watches). */
+  const char *unusable = request.argc == 0 ? "no argv[0]" : request.file[0] == '\0' ? "the program is empty" : request.cwd[0] == '\0' ? "the directory is empty" : NULL;
+  if (unusable) {
+    char *message = format_message("cannot start the task: %s", unusable);
+    send_error(request.id, message);
+    free(message);
+    return (size_t)(cursor.at - data);
+  }
   request.argv = argv;
   request.env = env;
   request.join = join;
@@ -739,12 +781,21 @@ static size_t take_record(char *data, size_t length) {
   return (size_t)(cursor.at - data);
 }
 
-/* Reads what stdin has; at its end (the agent is gone) exits, leaving the tasks running. */
+/* stdin is still open: requests may come. */
+static int input_open = 1;
+
+/*
+ * Reads what stdin has. At its end (the agent is gone or stopping) no more requests come; the loop
+ * exits once the spawns in flight have reported their pids, leaving the tasks running.
+ */
 static void on_input(void) {
   RESERVE(in.data, in.capacity, in.length + 65536);
   ssize_t got = read(STDIN_FILENO, in.data + in.length, in.capacity - in.length);
   if (got < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) return;
-  if (got <= 0) exit(0);
+  if (got <= 0) {
+    input_open = 0;
+    return;
+  }
   in.length += (size_t)got;
   if (in.length > MAX_INPUT) die(2, "malformed input: a record of more than %lu bytes", (unsigned long)MAX_INPUT);
   /* Each complete record is carried out in turn; what is left (a partial one) moves to the front. */
@@ -803,10 +854,12 @@ int main(void) {
   int *kinds = NULL;
   size_t fds_capacity = 0, kinds_capacity = 0;
   for (;;) {
+    if (!input_open && spawning == 0) exit(0);
     RESERVE(fds, fds_capacity, 2 + spawning + ready_open);
     RESERVE(kinds, kinds_capacity, 2 + spawning + ready_open);
     size_t nfds = 0;
-    fds[nfds++] = (struct pollfd){STDIN_FILENO, POLLIN, 0};
+    /* At its end stdin stays in the set with no events asked for (negative fd: ignored by poll). */
+    fds[nfds++] = (struct pollfd){input_open ? STDIN_FILENO : -1, POLLIN, 0};
     fds[nfds++] = (struct pollfd){sigchld_pipe[0], POLLIN, 0};
     if (spawning + ready_open > 0) {
       for (size_t i = 0; i < task_count; i++) {

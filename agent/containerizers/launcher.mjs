@@ -32,7 +32,7 @@
  * launcher dies, the agent watches the tasks it had spawned by pid.
  */
 import { spawn } from 'node:child_process';
-import { close, open, readFileSync } from 'node:fs';
+import { close, constants, fstat, open, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 /** Tasks whose stdout/stderr are being opened at once: bounds the descriptors each fork copies. */
@@ -84,8 +84,23 @@ function openLogs(sandbox, callback) {
       callback(failure);
     } else callback(null, fds[0], fds[1]);
   };
-  open(path.join(sandbox, 'stdout'), 'a', done(0));
-  open(path.join(sandbox, 'stderr'), 'a', done(1));
+  openRegular(path.join(sandbox, 'stdout'), done(0));
+  openRegular(path.join(sandbox, 'stderr'), done(1));
+}
+
+// Appending, created if need be, and only a regular file: a symlink or a FIFO left in a reused
+// sandbox must neither redirect the output nor hold the open (a FIFO without a reader is ENXIO).
+const APPEND_REGULAR = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+
+function openRegular(file, callback) {
+  open(file, APPEND_REGULAR, 0o666, (error, fd) => {
+    if (error) return callback(error);
+    fstat(fd, (statError, stats) => {
+      if (!statError && stats.isFile()) return callback(null, fd);
+      close(fd, () => {});
+      callback(statError ?? Object.assign(new Error(`${file} is not a regular file`), { code: 'EINVAL' }));
+    });
+  });
 }
 
 function launch(request) {

@@ -1,7 +1,7 @@
 /**
  * Builds the native task launcher (launcher.c) on demand: compiled once per version of its source,
  * with the machine's C compiler, into `<repo>/node_modules/.cache/agora/launcher-<hash>` where the
- * hash covers the source and the compiler flags. An agent finding it there uses it as it is; one
+ * hash covers the source, the compiler flags and the platform. An agent finding it there uses it as it is; one
  * that does not compiles it (to a temp name, then renamed: agents and tests starting at once race
  * safely). No compiler, an unwritable cache or a compile error: the agent uses launcher.mjs.
  */
@@ -50,7 +50,7 @@ export async function nativeLauncher(options: NativeLauncherOptions = {}): Promi
   } catch (error) {
     return { unavailable: `cannot read ${source}: ${(error as Error).message}` };
   }
-  const hash = createHash('sha256').update(text).update('\0').update(FLAGS.join(' ')).digest('hex').slice(0, 16);
+  const hash = createHash('sha256').update(text).update('\0').update(FLAGS.join(' ')).update(`\0${process.platform}-${process.arch}`).digest('hex').slice(0, 16);
   const binary = path.join(cacheDir, `launcher-${hash}`);
   let build = building.get(binary);
   if (!build) {

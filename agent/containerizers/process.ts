@@ -32,7 +32,7 @@ import { fileURLToPath } from 'node:url';
 import { rangesOf, scalar } from '../../master/protocol/resources.ts';
 import { isTerminal as isTerminalState, Reason, type TaskInfo } from '../../master/protocol/messages.ts';
 import type { Readable } from 'node:stream';
-import { Cgroups, JOIN_FAILED_EXIT_CODE, joinCgroupScript, oomKilled, removeCgroup, type TaskCgroup } from './cgroups.ts';
+import { Cgroups, JOIN_FAILED_EXIT_CODE, joinCgroupScript, killCgroupMembers, oomKilled, removeCgroup, type TaskCgroup } from './cgroups.ts';
 import { nativeLauncher, type NativeLauncherOptions } from './native-launcher.ts';
 import type { Container, ContainerStatus, Containerizer, LaunchSpec, LimitsInfo, ReportStatus, ContainerizerContext } from './containerizer.ts';
 
@@ -362,7 +362,9 @@ export class ProcessContainerizer implements Containerizer {
             else this.whenOpenSlot(() => void this.spawnHere(spec, container, cgroup).finally(() => this.releaseOpenSlot()));
           } else {
             // Closed: it spawns nothing after its stdin ends, and every pid it sent has been read.
-            // Died: it may have been killed between the fork and the pid (a task we cannot see).
+            // Died: it may have been killed between the fork and the pid: a task we cannot see,
+            // except through its cgroup, so whatever is in there is ended before it is removed.
+            if (why === 'died' && cgroup) killCgroupMembers(cgroup);
             this.release(cgroup);
             container.failed(why === 'closed' ? 'the agent stopped before the task was spawned' : 'the task launcher died before it reported whether the task started');
           }

@@ -5,7 +5,7 @@
  * directly, without a containerizer.
  */
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -232,6 +232,48 @@ describe.each(launcherKinds)('the launcher protocol (%s)', (kind) => {
     await driver.exited;
   });
 
+  it('refuses a FIFO or a symlink in place of a sandbox\'s stdout, for that task only, without blocking the next', async () => {
+    const driver = await startDriver(kind);
+    driver.write(record('B', 1, `PATH=${process.env.PATH}`));
+    const withFifo = path.join(sandbox, 'fifo-box');
+    const withLink = path.join(sandbox, 'link-box');
+    mkdirSync(withFifo, { recursive: true });
+    mkdirSync(withLink, { recursive: true });
+    await promisify(execFile)('mkfifo', [path.join(withFifo, 'stdout')]); // nobody ever reads it
+    const target = path.join(sandbox, 'not-yours');
+    writeFileSync(target, '');
+    symlinkSync(target, path.join(withLink, 'stdout'));
+    driver.write(spawnRecord(1, withFifo, ['true']));
+    driver.write(spawnRecord(2, withLink, ['echo', 'redirected?']));
+    driver.write(spawnRecord(3, sandbox, ['true']));
+    expect(await driver.until(1, 'error')).toEqual({ id: 1, error: expect.stringMatching(/^cannot open the task's stdout\/stderr in .*fifo-box: /) });
+    expect(await driver.until(2, 'error')).toEqual({ id: 2, error: expect.stringMatching(/^cannot open the task's stdout\/stderr in .*link-box: .*ELOOP/) });
+    expect(await driver.until(3, 'exit')).toEqual({ id: 3, exit: 0, signal: null });
+    expect(readFileSync(target, 'utf8')).toBe('');
+    driver.child.stdin.end();
+    await driver.exited;
+  });
+
+  it('reports the pid of every task it forked before it leaves when its stdin ends, with each one\'s own start time', async () => {
+    const driver = await startDriver(kind);
+    driver.write(record('B', 1, `PATH=${process.env.PATH}`));
+    const box = path.join(sandbox, 'eof-box');
+    mkdirSync(box, { recursive: true });
+    const marks = path.join(box, 'marks');
+    // Tasks that end at once (the pid may be read after the child is gone), then the end of stdin.
+    const n = 60;
+    driver.write(Array.from({ length: n }, (_, i) => spawnRecord(i + 1, box, ['sh', '-c', `echo ${i + 1} >> ${marks}`])).join(''));
+    driver.child.stdin.end();
+    expect(await driver.exited).toEqual({ code: 0, signal: null });
+    await new Promise((resolve) => setTimeout(resolve, 300)); // the last tasks finish
+    const ran = existsSync(marks) ? readFileSync(marks, 'utf8').split('\n').filter(Boolean).map(Number).sort((a, b) => a - b) : [];
+    const reported = driver.messages.filter((m) => 'pid' in m).map((m) => m.id as number).sort((a, b) => a - b);
+    // Nothing ran unreported (the native launcher forks every request it read: all of them).
+    expect(ran).toEqual(reported);
+    if (kind === 'native') expect(reported).toHaveLength(n);
+    for (const m of driver.messages.filter((m) => 'pid' in m)) expect(m.startTime).toMatch(/^\d+$/);
+  });
+
   it('exits with status 2 on a malformed record', async () => {
     const driver = await startDriver(kind);
     driver.write(record('S', 'x1', sandbox));
@@ -249,6 +291,17 @@ describe.each(launcherKinds)('the launcher protocol (%s)', (kind) => {
       await driver.exited;
     });
   } else {
+    it('fails a well-framed but unusable request (an empty program) for that task only', async () => {
+      const driver = await startDriver(kind);
+      driver.write(record('B', 1, `PATH=${process.env.PATH}`));
+      driver.write(record('S', 1, sandbox, '', 1, '', 0, 0, 0));
+      driver.write(spawnRecord(2, sandbox, ['true']));
+      expect(await driver.until(1, 'error')).toEqual({ id: 1, error: 'cannot start the task: the program is empty' });
+      expect(await driver.until(2, 'exit')).toEqual({ id: 2, exit: 0, signal: null });
+      driver.child.stdin.end();
+      await driver.exited;
+    });
+
     it('goes on spawning while a child is still on its way to exec (here: blocked joining), and writes "0" to join', async () => {
       const driver = await startDriver(kind);
       driver.write(record('B', 1, `PATH=${process.env.PATH}`));
