@@ -205,7 +205,12 @@ export class ProcessContainerizer implements Containerizer {
     const cgroups = this.cgroups;
     if (this.program === undefined) await this.chooseLauncher();
     const inProcess = this.program === null;
-    const cgroupMade = cgroups ? cgroups.create(cgroupName(frameworkId, task.taskId), { memMb: scalar(task.resources, 'mem'), cpus: scalar(task.resources, 'cpus') }) : Promise.resolve(undefined);
+    let cgroupMade: Promise<TaskCgroup | undefined>;
+    try {
+      cgroupMade = Promise.resolve(cgroups?.create(cgroupName(frameworkId, task.taskId), { memMb: scalar(task.resources, 'mem'), cpus: scalar(task.resources, 'cpus') }));
+    } catch (error) {
+      cgroupMade = Promise.reject(error as Error);
+    }
     const logsOpened = inProcess ? openLogs(sandbox) : Promise.resolve(undefined);
     const [made, opened] = await Promise.allSettled([cgroupMade, logsOpened]);
     const cgroup = made.status === 'fulfilled' ? made.value : undefined;
