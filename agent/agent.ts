@@ -395,7 +395,7 @@ export class Agent {
     const key = taskKey(frameworkId, task.taskId);
     const existing = this.tasks.get(key);
     if (existing) {
-      this.agentUpdate(frameworkId, task.taskId, 'FAILED', Reason.TASK_INVALID, `task ${task.taskId} of framework ${frameworkId} is already on this agent (${existing.state}); task ids must be unique within a framework`);
+      this.agentUpdate(frameworkId, task.taskId, 'FAILED', Reason.TASK_INVALID, `task ${task.taskId} of framework ${frameworkId} ${DUPLICATE_REFUSAL} (${existing.state}); task ids must be unique within a framework`);
       return;
     }
     const record = this.newRecord(frameworkId, task, 'STAGING');
@@ -611,7 +611,8 @@ export class Agent {
         if (unacked.length === 0) this.store.removeTask(saved.frameworkId, saved.taskId);
         continue;
       }
-      const lastState = saved.updates.at(-1)?.state ?? 'STAGING';
+      // A refused duplicate launch shares the task's id (and so its records) but is not its state.
+      const lastState = saved.updates.findLast((update) => !isDuplicateRefusal(update))?.state ?? 'STAGING';
       const record = this.newRecord(saved.frameworkId, saved.info.task, lastState);
       record.sandbox = saved.info.sandbox;
       if (isTerminal(lastState)) {
@@ -649,4 +650,11 @@ export class Agent {
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** What the refusal of a second launch of a task this agent already has says (it shares that task's records). */
+const DUPLICATE_REFUSAL = 'is already on this agent';
+
+function isDuplicateRefusal(update: StoredStatus): boolean {
+  return update.source === 'AGENT' && update.reason === Reason.TASK_INVALID && update.message?.includes(DUPLICATE_REFUSAL) === true;
 }

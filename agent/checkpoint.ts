@@ -23,7 +23,7 @@
  * instance that writes compacts; one that only reads (a test, the docker containerizer's agent-id
  * lookup) never touches the journal.
  */
-import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { TaskInfo, TaskStatus } from '../master/protocol/messages.ts';
 
@@ -63,6 +63,10 @@ export class CheckpointStore {
   private liveBytes = 0;
   private journalBytes = 0;
   private closed = false;
+  /** The journal ends mid-line (a torn write): the next write starts with a newline. */
+  private lineOpen = false;
+  /** The journal size at which to weigh a compaction next. */
+  private nextCompactCheck = COMPACT_MIN_BYTES;
 
   constructor(readonly metaDir: string) {
     this.journal = path.join(metaDir, 'tasks.log');
@@ -136,17 +140,29 @@ export class CheckpointStore {
     return [...tasks.values()].map(({ container, ...task }) => (task.info && container !== undefined ? { ...task, info: { ...task.info, container } } : task));
   }
 
-  /** Rewrites the journal with only the live tasks' records (after a recovery, say). */
+  /**
+   * Rewrites the journal with only the live tasks' records. Optional work: when it fails (a full
+   * disk, say) the journal stays as it is, still whole, and it is tried again later.
+   */
   compact(): void {
     this.openJournal();
     if (this.closed) return;
     const tmp = `${this.journal}.tmp`;
     const text = [...this.live.values()].flat().join('');
-    writeFileSync(tmp, text);
-    renameSync(tmp, this.journal);
+    let fd: number;
+    try {
+      writeFileSync(tmp, text);
+      renameSync(tmp, this.journal);
+      fd = openSync(this.journal, 'a');
+    } catch {
+      rmSync(tmp, { force: true });
+      this.nextCompactCheck = this.journalBytes + COMPACT_MIN_BYTES;
+      return;
+    }
     closeSync(this.fd!);
-    this.fd = openSync(this.journal, 'a');
+    this.fd = fd;
     this.journalBytes = Buffer.byteLength(text);
+    this.nextCompactCheck = COMPACT_MIN_BYTES;
   }
 
   /**
@@ -162,11 +178,12 @@ export class CheckpointStore {
   private append(frameworkId: string, taskId: string, ...records: Record[]): void {
     const key = keyOf(frameworkId, taskId);
     const lines = records.map((record) => lineOf(frameworkId, taskId, record));
-    const known = this.openJournal().live.get(key);
+    this.openJournal().write(lines.join(''));
+    // Only once written: a compaction must not bring back a record whose write failed.
+    const known = this.live.get(key);
     if (known) known.push(...lines);
     else this.live.set(key, lines);
     for (const line of lines) this.liveBytes += line.length;
-    this.write(lines.join(''));
   }
 
   /** Opens the journal for appending, first learning its live records from what is there. */
@@ -174,6 +191,8 @@ export class CheckpointStore {
     if (this.fd !== undefined || this.closed) return this;
     mkdirSync(this.metaDir, { recursive: true });
     const text = readText(this.journal);
+    const fd = openSync(this.journal, 'a');
+    this.live.clear();
     for (const { key, record, line } of parseJournal(text)) {
       if ('forget' in record) {
         this.live.delete(key);
@@ -185,23 +204,34 @@ export class CheckpointStore {
     }
     this.liveBytes = 0;
     for (const lines of this.live.values()) for (const line of lines) this.liveBytes += line.length;
-    this.fd = openSync(this.journal, 'a');
-    this.journalBytes = fstatSync(this.fd).size;
-    // A line cut short by a crash: end it, so the next record is not glued to it and lost too.
-    if (text !== '' && !text.endsWith('\n')) this.write('\n');
+    this.fd = fd;
+    this.journalBytes = fstatSync(fd).size;
+    // A line cut short by a crash: the next record starts on a line of its own, not glued to it.
+    this.lineOpen = text !== '' && !text.endsWith('\n');
     this.compactIfWorthIt();
     return this;
   }
 
   private write(text: string): void {
     if (this.closed) return;
-    const bytes = Buffer.from(text);
-    for (let offset = 0; offset < bytes.length; ) offset += writeSync(this.fd!, bytes, offset);
+    // After a write that failed part-way (a full disk), the journal may end mid-line.
+    const bytes = Buffer.from(this.lineOpen ? `\n${text}` : text);
+    let offset = 0;
+    try {
+      while (offset < bytes.length) offset += writeSync(this.fd!, bytes, offset);
+    } catch (error) {
+      this.lineOpen ||= offset > 0;
+      this.journalBytes += offset;
+      throw error;
+    }
+    this.lineOpen = false;
     this.journalBytes += bytes.length;
   }
 
   private compactIfWorthIt(): void {
-    if (this.journalBytes >= COMPACT_MIN_BYTES && this.journalBytes > COMPACT_DEAD_RATIO * this.liveBytes) this.compact();
+    if (this.journalBytes < this.nextCompactCheck) return;
+    if (this.journalBytes > COMPACT_DEAD_RATIO * this.liveBytes) this.compact();
+    else this.nextCompactCheck = this.journalBytes + COMPACT_MIN_BYTES / 4;
   }
 }
 
@@ -213,11 +243,13 @@ function lineOf(frameworkId: string, taskId: string, record: Record): string {
   return JSON.stringify({ id: [frameworkId, taskId], ...record } satisfies JournalLine) + '\n';
 }
 
+/** The journal's text; '' when there is none yet. Any other failure is thrown: reading nothing from a journal that exists would forget its tasks. */
 function readText(file: string): string {
   try {
     return readFileSync(file, 'utf8');
-  } catch {
-    return '';
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw error;
   }
 }
 

@@ -336,6 +336,12 @@ describe('an agent process killed with SIGKILL', () => {
     master.send({ type: 'RUN_TASK', frameworkId: 'fw1', task });
     const running = await master.until(() => master.updates('survivor')[0], 'RUNNING');
     master.send({ type: 'ACKNOWLEDGE_UPDATE', frameworkId: 'fw1', taskId: 'survivor', uuid: running.uuid });
+    // A second launch of the same task id is refused; the refusal shares the task's records but is
+    // not its state, so the restarted agent must still re-adopt the task.
+    master.send({ type: 'RUN_TASK', frameworkId: 'fw1', task });
+    const refused = await master.until(() => master.updates('survivor').find((s) => s.state === 'FAILED'), 'the refusal of the duplicate launch');
+    expect(refused.message).toMatch(/already on this agent/);
+    master.send({ type: 'ACKNOWLEDGE_UPDATE', frameworkId: 'fw1', taskId: 'survivor', uuid: refused.uuid });
     const pidFile = path.join(workDir, 'sandboxes', 'fw1', 'survivor', 'pid');
     await master.until(() => (existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '') || undefined, 'the task to write its pid');
     const pid = Number(readFileSync(pidFile, 'utf8'));

@@ -1,4 +1,4 @@
-import { appendFileSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -172,5 +172,12 @@ describe('CheckpointStore journal', () => {
     writer.appendUpdate(status('x', 'u', 'RUNNING'));
     expect(reader.readAll()[0]?.updates).toHaveLength(1);
     writer.close();
+  });
+
+  it('does not take a journal it cannot read for an empty one (that would forget every task)', () => {
+    const dir = path.join(root, 'unreadable');
+    mkdirSync(path.join(dir, 'tasks.log'), { recursive: true }); // EISDIR on reading
+    expect(() => new CheckpointStore(dir).readAll()).toThrow(/EISDIR/);
+    expect(() => new CheckpointStore(dir).createTask(info('t'))).toThrow(/EISDIR/);
   });
 });

@@ -3,7 +3,8 @@
  * renames and lose writes, so the store takes a pid lock file. A lock whose process is gone (a
  * crash, kill -9) is stale and taken over.
  */
-import { open, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { link, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StoreLockedError } from './errors.ts';
 
@@ -19,20 +20,75 @@ function isAlive(pid: number): boolean {
   }
 }
 
-/** Takes the lock on `dir` and returns its release function. */
+/** Directories this process holds: its own pid in a LOCK elsewhere is a stale lock of an earlier life. */
+const held = new Set<string>();
+
+/** Field 22 of /proc/<pid>/stat: tells a pid's process from a later one given the same pid. */
+function startTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined; // gone, or not Linux
+  }
+}
+
+/** The LOCK text: "pid start-time" (start time where /proc has it). */
+function lockText(): string {
+  const started = startTime(process.pid);
+  return started === undefined ? String(process.pid) : `${process.pid} ${started}`;
+}
+
+/** Whether the process a LOCK names still holds it. */
+function holderAlive(text: string, dir: string): number | undefined {
+  const [pidText, started] = text.trim().split(' ');
+  const pid = Number(pidText);
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  // Our own pid: held by us only if we took it (a restarted container is pid 1 again, say).
+  if (pid === process.pid) return held.has(dir) ? pid : undefined;
+  if (!isAlive(pid)) return undefined;
+  // Alive, but another process than the one that wrote it, if its start time differs.
+  if (started !== undefined && startTime(pid) !== undefined && startTime(pid) !== started) return undefined;
+  return pid;
+}
+
+/**
+ * Takes the lock on `dir` and returns its release function. The LOCK file appears with its
+ * content already in it (written to a temp file, then hard-linked into place, which fails if it
+ * exists), so a process starting at the same moment never reads an empty one and takes it over.
+ */
 export async function lockDir(dir: string): Promise<() => Promise<void>> {
   const path = join(dir, LOCK_FILE);
+  const mine = join(dir, `${LOCK_FILE}.${process.pid}.${Math.random().toString(36).slice(2, 8)}`);
+  await writeFile(mine, lockText());
   try {
-    const handle = await open(path, 'wx');
-    await handle.writeFile(String(process.pid));
-    await handle.close();
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    const holder = Number((await readFile(path, 'utf8')).trim());
-    if (Number.isInteger(holder) && holder > 0 && isAlive(holder)) throw new StoreLockedError(dir, holder);
-    await writeFile(path, String(process.pid));
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await link(mine, path);
+        break;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
+      let text: string;
+      try {
+        text = await readFile(path, 'utf8');
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT' && attempt < 5) continue; // released meanwhile
+        throw error;
+      }
+      const holder = holderAlive(text, dir);
+      if (holder !== undefined) throw new StoreLockedError(dir, holder);
+      // Stale: its process is gone. Removed, then taken like a free one (another process taking
+      // it over at the same moment links first or gets EEXIST and looks again).
+      if (attempt >= 5) throw new StoreLockedError(dir, Number(text.trim().split(' ')[0]) || 0);
+      await rm(path, { force: true });
+    }
+  } finally {
+    await rm(mine, { force: true });
   }
+  held.add(dir);
   return async () => {
+    held.delete(dir);
     await rm(path, { force: true });
   };
 }

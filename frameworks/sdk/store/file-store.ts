@@ -73,19 +73,23 @@ export class FileStore implements Store {
       await migrateFromEntries(root);
       const entries = await readSnapshot(root);
       const logPath = join(root, LOG);
-      const text = await readFile(logPath, 'utf8').catch((error: NodeJS.ErrnoException) => {
-        if (error.code === 'ENOENT') return '';
+      const bytes = await readFile(logPath).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') return Buffer.alloc(0);
         throw error;
       });
-      const complete = text.lastIndexOf('\n') + 1;
-      replayLog(entries, text.slice(0, complete), logPath);
+      const kept = replayLog(entries, bytes, logPath);
       const log = await open(logPath, 'a');
-      if (complete < Buffer.byteLength(text)) {
-        // The last commit was being written when the process died: it never happened.
-        await log.truncate(Buffer.byteLength(text.slice(0, complete)));
+      try {
+        // The last commit was being written when the process (or machine) died: it never
+        // happened. What is kept is synced, so this process builds only on what is on disk.
+        if (kept < bytes.length) await log.truncate(kept);
         await log.datasync();
+        await fsyncDir(root);
+      } catch (error) {
+        await log.close();
+        throw error;
       }
-      return new FileStore(root, entries, log, Buffer.byteLength(text.slice(0, complete)), unlock);
+      return new FileStore(root, entries, log, kept, unlock);
     } catch (error) {
       await unlock();
       throw error;
@@ -154,19 +158,35 @@ export class FileStore implements Store {
     this.#logBytes += line.length;
     const versions = applyChanges(this.#entries, changes);
     if (this.#logBytes >= this.#nextCompactCheck) {
-      if (this.#logBytes > COMPACT_RATIO * liveBytes(this.#entries)) await this.#guarded(() => this.#compact());
+      if (this.#logBytes > COMPACT_RATIO * liveBytes(this.#entries)) await this.#compact();
       else this.#nextCompactCheck = this.#logBytes + COMPACT_MIN_BYTES / 4;
     }
     return versions;
   }
 
-  /** The entries to a new snapshot, then an empty log (see the top of this file for a crash between). */
+  /**
+   * The entries to a new snapshot, then an empty log (see the top of this file for a crash between).
+   * Optional work: the commit that triggered it is durable already, so a failure here (a full
+   * disk, say) fails nothing; the log just stays longer and compaction is tried again later.
+   */
   async #compact(): Promise<void> {
-    await writeSnapshot(this.#dir, this.#entries);
-    await this.#log.truncate(0);
-    await this.#log.datasync();
-    this.#logBytes = 0;
-    this.#nextCompactCheck = COMPACT_MIN_BYTES;
+    try {
+      await writeSnapshot(this.#dir, this.#entries);
+    } catch {
+      await rm(join(this.#dir, `${SNAPSHOT}.tmp`), { force: true }).catch(() => undefined);
+      this.#nextCompactCheck = this.#logBytes + COMPACT_MIN_BYTES;
+      return;
+    }
+    // The snapshot holds everything now; replaying the log over it changes nothing, so a failed
+    // truncation only leaves a longer log.
+    try {
+      await this.#log.truncate(0);
+      await this.#log.datasync();
+      this.#logBytes = 0;
+      this.#nextCompactCheck = COMPACT_MIN_BYTES;
+    } catch {
+      this.#nextCompactCheck = this.#logBytes + COMPACT_MIN_BYTES;
+    }
   }
 
   async #guarded(work: () => Promise<void>): Promise<void> {
@@ -188,30 +208,63 @@ function changeText(change: Change): string {
   return 'deleted' in change ? `{"k":${JSON.stringify(change.key)},"x":1}` : `{"k":${JSON.stringify(change.key)},"v":${change.version},"d":${change.text}}`;
 }
 
+/** Roughly what a snapshot of the entries takes (UTF-16 units for bytes: close enough to weigh a compaction). */
 function liveBytes(entries: ReadonlyMap<string, Stored>): number {
   let bytes = 0;
   for (const [key, stored] of entries) bytes += key.length + stored.text.length + 16;
   return bytes;
 }
 
-function replayLog(entries: Map<string, Stored>, text: string, file: string): void {
+/**
+ * Applies the log's commits to `entries` and returns how many of its bytes hold whole commits.
+ * Commits are written one at a time, each synced before the next, so only the last line can be
+ * incomplete: cut short by a process dying mid-write (no newline yet), or, after a machine crash,
+ * with blocks that never reached the disk (zeros or stale bytes, perhaps with a newline in them).
+ * Such a last line is a commit that was never acknowledged, and is dropped. A damaged line with
+ * whole commits after it is damage to acknowledged data, and opening stops.
+ */
+function replayLog(entries: Map<string, Stored>, bytes: Buffer, file: string): number {
+  let start = 0;
   let lineNumber = 0;
-  for (const line of text.split('\n')) {
+  while (start < bytes.length) {
     lineNumber++;
-    if (line === '') continue;
-    let changes: LoggedChange[];
-    try {
-      changes = (JSON.parse(line) as { c: LoggedChange[] }).c;
-      if (!Array.isArray(changes)) throw new Error('no "c" list');
-    } catch (error) {
-      // Only the last line can be cut short by a crash, and that one was dropped before this.
-      throw new Error(`${file} line ${lineNumber} is damaged (${(error as Error).message}); restore the data directory from a backup`);
+    const newline = bytes.indexOf(0x0a, start);
+    const end = newline < 0 ? bytes.length : newline;
+    const changes = parseCommit(bytes.toString('utf8', start, end));
+    if (!changes) {
+      if (newline < 0 || !hasCommitAfter(bytes, newline + 1)) return start;
+      throw new Error(`${file} line ${lineNumber} is damaged, and commits after it were acknowledged; restore the data directory from a backup`);
     }
+    if (newline < 0) return start; // whole, but its newline never made it: not acknowledged either
     for (const change of changes) {
       if ('x' in change) entries.delete(change.k);
       else entries.set(change.k, { text: JSON.stringify(change.d), version: change.v });
     }
+    start = newline + 1;
   }
+  return start;
+}
+
+function parseCommit(line: string): LoggedChange[] | undefined {
+  try {
+    const changes = (JSON.parse(line) as { c?: unknown }).c;
+    if (!Array.isArray(changes)) return undefined;
+    const valid = changes.every((c: Partial<{ k: unknown; v: unknown; x: unknown }>) => typeof c?.k === 'string' && (c.x === 1 || (Number.isSafeInteger(c.v) && 'd' in c)));
+    return valid ? (changes as LoggedChange[]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function hasCommitAfter(bytes: Buffer, from: number): boolean {
+  for (let start = from; start < bytes.length; ) {
+    const newline = bytes.indexOf(0x0a, start);
+    const end = newline < 0 ? bytes.length : newline;
+    if (newline >= 0 && parseCommit(bytes.toString('utf8', start, end))) return true;
+    if (newline < 0) return false;
+    start = newline + 1;
+  }
+  return false;
 }
 
 async function readSnapshot(dir: string): Promise<Map<string, Stored>> {
