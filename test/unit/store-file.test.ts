@@ -177,9 +177,13 @@ describe('FileStore on disk', () => {
     await mine.close();
   });
 
-  it('lets exactly one of several processes starting at once take a fresh directory', async () => {
-    for (let round = 0; round < 3; round++) {
+  it('lets exactly one of several processes starting at once take a directory, fresh or with a stale lock', async () => {
+    for (let round = 0; round < 4; round++) {
       const dir = freshDir();
+      if (round % 2 === 1) {
+        await mkdir(dir, { recursive: true });
+        await writeFile(join(dir, 'LOCK'), '2147483646 12345'); // its process is long gone
+      }
       const script = `import { FileStore } from ${JSON.stringify(join(process.cwd(), 'frameworks/sdk/store/index.ts'))};
         try { const s = await FileStore.open(${JSON.stringify(dir)}); console.log('held'); await new Promise((r) => setTimeout(r, 1500)); await s.close(); }
         catch (e) { console.log(e.name); }`;

@@ -4,7 +4,7 @@
  * crash, kill -9) is stale and taken over.
  */
 import { readFileSync } from 'node:fs';
-import { link, readFile, rm, writeFile } from 'node:fs/promises';
+import { link, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StoreLockedError } from './errors.ts';
 
@@ -53,6 +53,27 @@ function holderAlive(text: string, dir: string): number | undefined {
 }
 
 /**
+ * Moves a stale LOCK (one whose text is `staleText`) out of the way. Two processes may judge the
+ * same LOCK stale at once: the rename moves it for one of them only, and the other, having moved
+ * the first one's fresh LOCK instead (its text differs), puts that back and looks again.
+ */
+async function takeOverStale(path: string, staleText: string): Promise<void> {
+  const aside = `${path}.stale.${process.pid}.${Math.random().toString(36).slice(2, 8)}`;
+  try {
+    await rename(path, aside);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return; // someone else moved it
+    throw error;
+  }
+  const moved = await readFile(aside, 'utf8').catch(() => staleText);
+  if (moved !== staleText) {
+    // A live process's LOCK: back where it was (unless yet another process took LOCK meanwhile).
+    await link(aside, path).catch(() => undefined);
+  }
+  await rm(aside, { force: true });
+}
+
+/**
  * Takes the lock on `dir` and returns its release function. The LOCK file appears with its
  * content already in it (written to a temp file, then hard-linked into place, which fails if it
  * exists), so a process starting at the same moment never reads an empty one and takes it over.
@@ -78,10 +99,8 @@ export async function lockDir(dir: string): Promise<() => Promise<void>> {
       }
       const holder = holderAlive(text, dir);
       if (holder !== undefined) throw new StoreLockedError(dir, holder);
-      // Stale: its process is gone. Removed, then taken like a free one (another process taking
-      // it over at the same moment links first or gets EEXIST and looks again).
       if (attempt >= 5) throw new StoreLockedError(dir, Number(text.trim().split(' ')[0]) || 0);
-      await rm(path, { force: true });
+      await takeOverStale(path, text);
     }
   } finally {
     await rm(mine, { force: true });
