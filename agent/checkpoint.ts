@@ -147,6 +147,7 @@ export class CheckpointStore {
   compact(): void {
     this.openJournal();
     if (this.closed) return;
+    this.pruneLive();
     const tmp = `${this.journal}.tmp`;
     const text = [...this.live.values()].flat().join('');
     let fd: number;
@@ -184,6 +185,7 @@ export class CheckpointStore {
     if (known) known.push(...lines);
     else this.live.set(key, lines);
     for (const line of lines) this.liveBytes += line.length;
+    this.compactIfWorthIt();
   }
 
   /** Opens the journal for appending, first learning its live records from what is there. */
@@ -230,9 +232,55 @@ export class CheckpointStore {
 
   private compactIfWorthIt(): void {
     if (this.journalBytes < this.nextCompactCheck) return;
+    this.pruneLive();
     if (this.journalBytes > COMPACT_DEAD_RATIO * this.liveBytes) this.compact();
     else this.nextCompactCheck = this.journalBytes + COMPACT_MIN_BYTES / 4;
   }
+
+  /**
+   * Drops the records a live task no longer needs, so a task that runs for months with its health
+   * changing now and then does not grow the journal without end: of its acknowledged updates only
+   * the latest of each kind (state, source, reason) stays — what recovery reads its state from —
+   * with their acks; unacknowledged updates (to be sent again), its task and container records stay.
+   */
+  private pruneLive(): void {
+    for (const [key, lines] of this.live) {
+      const pruned = pruneTaskLines(lines);
+      if (pruned.length === lines.length) continue;
+      this.live.set(key, pruned);
+      for (const line of lines) this.liveBytes -= line.length;
+      for (const line of pruned) this.liveBytes += line.length;
+    }
+  }
+}
+
+/** One task's lines without the superseded ones (see pruneLive); the same array when nothing goes. */
+function pruneTaskLines(lines: string[]): string[] {
+  if (lines.length < 8) return lines;
+  const records = lines.map((line) => JSON.parse(line) as Partial<{ task: unknown; container: unknown; update: StoredStatus; ack: string }>);
+  const acked = new Set(records.flatMap((r) => (typeof r.ack === 'string' ? [r.ack] : [])));
+  const kindOf = (u: StoredStatus) => `${u.state} ${u.source} ${u.reason ?? ''}`;
+  const lastOfKind = new Map<string, number>();
+  let lastTask = -1;
+  let lastContainer = -1;
+  records.forEach((r, i) => {
+    if (r.update) lastOfKind.set(kindOf(r.update), i);
+    else if ('task' in r) lastTask = i;
+    else if ('container' in r) lastContainer = i;
+  });
+  const keptUuids = new Set<string>();
+  const keep = records.map((r, i) => {
+    if (r.update) {
+      const kept = !acked.has(r.update.uuid) || lastOfKind.get(kindOf(r.update)) === i;
+      if (kept) keptUuids.add(r.update.uuid);
+      return kept;
+    }
+    if ('task' in r) return i === lastTask;
+    if ('container' in r) return i === lastContainer;
+    return true;
+  });
+  const pruned = lines.filter((_, i) => keep[i] && (typeof records[i]!.ack !== 'string' || keptUuids.has(records[i]!.ack!)));
+  return pruned.length === lines.length ? lines : pruned;
 }
 
 function keyOf(frameworkId: string, taskId: string): string {

@@ -180,4 +180,33 @@ describe('CheckpointStore journal', () => {
     expect(() => new CheckpointStore(dir).readAll()).toThrow(/EISDIR/);
     expect(() => new CheckpointStore(dir).createTask(info('t'))).toThrow(/EISDIR/);
   });
+
+  it('keeps a long-running task\'s journal bounded: of its acknowledged updates only the latest of each kind stays', () => {
+    const dir = path.join(root, 'flaps');
+    const store = new CheckpointStore(dir);
+    store.createTask(info('svc'));
+    store.writeContainer('fw', 'svc', { pid: 42 }, status('svc', 'r0', 'RUNNING'));
+    store.appendAck('fw', 'svc', 'r0');
+    // Months of health checks flapping: every change is an update, acknowledged.
+    for (let i = 1; i <= 20_000; i++) {
+      store.appendUpdate({ ...status('svc', `h${i}`, 'RUNNING'), healthy: i % 2 === 0 });
+      store.appendAck('fw', 'svc', `h${i}`);
+    }
+    // A refused duplicate launch (acknowledged), then one update not acknowledged yet.
+    store.appendUpdate({ ...status('svc', 'dup', 'FAILED'), source: 'AGENT', reason: 'TASK_INVALID', message: 'task svc of framework fw is already on this agent (RUNNING)' });
+    store.appendAck('fw', 'svc', 'dup');
+    store.appendUpdate({ ...status('svc', 'last', 'RUNNING'), healthy: true });
+    // ~5 MB of records were written; compactions along the way kept the journal near its 1 MB mark.
+    expect(statSync(path.join(dir, 'tasks.log')).size).toBeLessThan(1.5 * 1024 * 1024);
+    store.compact();
+    store.close();
+    const [svc] = new CheckpointStore(dir).readAll();
+    expect(svc?.info).toMatchObject({ task: { taskId: 'svc' }, container: { pid: 42 } });
+    // What recovery reads: the last RUNNING (its health), the refusal after it, the update still to send.
+    const unacked = svc!.updates.filter((u) => !svc!.acknowledged.has(u.uuid)).map((u) => u.uuid);
+    expect(unacked).toEqual(['last']);
+    expect(svc!.updates.map((u) => u.uuid)).toContain('dup');
+    expect(svc!.updates.filter((u) => u.source !== 'AGENT').at(-1)?.uuid).toBe('last');
+    expect(svc!.updates.length).toBeLessThan(10);
+  });
 });
