@@ -91,6 +91,9 @@ const SKIPPED_KEPT = 10;
 /** Offers declined while reconciling come back soon. */
 const RECONCILING_REFUSE_SECONDS = 1;
 
+/** The least time a job outlives its last run under ttlSecondsAfterFinished (see expiryOf). */
+const MIN_TTL_SECONDS = 5;
+
 export class BatchScheduler implements BatchApi {
   private readonly log: Logger;
   private readonly store: Store;
@@ -582,7 +585,8 @@ export class BatchScheduler implements BatchApi {
     const runs = this.runsOf(jobId);
     if (runs.length === 0 || runs.some((r) => !isRunDone(r.run))) return undefined;
     const finishedMs = Math.max(...runs.map((r) => r.run.finishedAtMs ?? r.run.createdAtMs));
-    return finishedMs + spec.ttlSecondsAfterFinished * 1000;
+    // Even with 0, a few seconds: whoever waits for the run (agora job run --wait) sees how it ended.
+    return finishedMs + Math.max(spec.ttlSecondsAfterFinished, MIN_TTL_SECONDS) * 1000;
   }
 
   private refreshExpiry(jobId: string): void {
@@ -596,6 +600,10 @@ export class BatchScheduler implements BatchApi {
     for (const [jobId, atMs] of this.expiries) {
       if (atMs > now) {
         wakes.push(atMs);
+        continue;
+      }
+      if (this.runsOf(jobId).some((r) => this.dirtyRuns.has(r.run.id) || this.changedRuns.has(r.run.id))) {
+        wakes.push(now + 100); // its runs' ends are not committed and announced yet
         continue;
       }
       this.expiries.delete(jobId);

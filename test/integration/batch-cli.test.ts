@@ -69,6 +69,17 @@ describe('agora job (real CLI, batch framework, master and agent)', { timeout: 9
     expect(run.stderr).not.toMatch(/\[[#.]+\]/); // no progress bar with --json
   });
 
+  it('with --ttl 0 still shows how the run ended, then the job goes by itself', async () => {
+    const run = await agora(['job', 'run', ...api, '--id', 'brief', '--ttl', '0', '--cpus', '0.1', '--mem', '32', '--wait', '--', 'true']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toMatch(/run brief-\S+ succeeded: 1\/1 task\(s\) done/);
+    expect((await client.getJob('brief'))?.expiresAtMs).toBeDefined();
+    await waitFor(async () => (await client.getJob('brief')) === undefined, 'the job to expire', 15_000);
+    // The default is a day: a job from `agora job run` stays that long.
+    const kept = (await client.getJob('hello'))!;
+    expect(kept.spec.ttlSecondsAfterFinished).toBe(86_400);
+  });
+
   it('exits non-zero with the run\'s reason when the command fails', async () => {
     const run = await agora(['job', 'run', ...api, '--cpus', '0.1', '--mem', '32', '--wait', '--', 'false']);
     expect(run.code).toBe(1);

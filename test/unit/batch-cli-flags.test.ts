@@ -51,7 +51,7 @@ describe('jobFromFlags', () => {
   it.each<[JobRunFlags, string, RegExp]>([
     [{ timeout: '5x' }, '--timeout', /"5x" is not a duration; .* --timeout 30s/],
     [{ timeout: '0s' }, '--timeout', /more than 0 seconds/],
-    [{ ttl: 'forever' }, '--ttl', /"forever" is not a duration; .* --ttl 1h, 7d or 0/],
+    [{ ttl: 'forever' }, '--ttl', /"forever" is not a duration; .* --ttl 1h, 7d or 0 \(a few seconds after it ends\)/],
     [{ array: '9-1' }, '--array', /"9-1" the range 9-1 runs backwards; write 1-9/],
     [{ array: '0-9%0' }, '--array', /throttle/],
     [{ array: '0-9', parallelism: '2' }, '--array', /not both; the throttle goes after "%"/],

@@ -150,7 +150,7 @@ export function jobFromFlags(flags: JobRunFlags, command: readonly string[], opt
   if (flags.retries !== undefined) spec.retries = number('--retries', flags.retries, 'whole', '3');
   if (flags.timeout !== undefined) spec.timeoutSeconds = durationFlag('--timeout', flags.timeout, 'positive', '30s, 5m or 1h30m');
   // A one-off job goes by itself a while after its run ends (Kubernetes' ttlSecondsAfterFinished).
-  spec.ttlSecondsAfterFinished = durationFlag('--ttl', flags.ttl ?? DEFAULT_RUN_TTL, 'nonnegative', '1h, 7d or 0 (right away)');
+  spec.ttlSecondsAfterFinished = durationFlag('--ttl', flags.ttl ?? DEFAULT_RUN_TTL, 'nonnegative', '1h, 7d or 0 (a few seconds after it ends)');
   if (flags.priority !== undefined) {
     const priority = number('--priority', flags.priority, 'integer', '10');
     if (priority < -1000 || priority > 1000) throw new JobFlagError('--priority', `${JSON.stringify(flags.priority)} must be -1000 to 1000`);

@@ -372,7 +372,7 @@ export function followRun(client: BatchClient, runId: string, onProgress: (run: 
       try {
         const run = await client.getRunSummary(runId);
         reached();
-        if (!run) finish(new BatchHttpError(404, `no run ${runId}`, [], 'NOT_FOUND'));
+        if (!run) finish(new BatchHttpError(404, latest ? `run ${runId} is gone: its job was deleted (\`agora job rm\`, or its ttlSecondsAfterFinished passed) before the run was seen to end` : `no run ${runId}`, [], 'NOT_FOUND'));
         else see(run);
       } catch (error) {
         failed(error);
