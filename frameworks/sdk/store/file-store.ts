@@ -71,6 +71,8 @@ export class FileStore implements Store {
     const unlock = await lockDir(root);
     try {
       await migrateFromEntries(root);
+      // A compaction that died before its rename: the old snapshot and the log are whole.
+      await rm(join(root, `${SNAPSHOT}.tmp`), { recursive: true, force: true });
       const entries = await readSnapshot(root);
       const logPath = join(root, LOG);
       const bytes = await readFile(logPath).catch((error: NodeJS.ErrnoException) => {
