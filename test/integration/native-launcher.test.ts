@@ -5,31 +5,19 @@
  * directly, without a containerizer.
  */
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { NATIVE_LAUNCHER_SOURCE, nativeLauncher } from '../../agent/containerizers/native-launcher.ts';
 import { ProcessContainerizer } from '../../agent/containerizers/process.ts';
 import { isTerminal } from '../../master/protocol/messages.ts';
 import type { ContainerStatus } from '../../agent/containerizers/containerizer.ts';
 import { waitFor } from './helpers.ts';
-import { cgroupsUsable, compilerAvailable, launcherKinds, nativeSkipReason, type LauncherKind } from './launcher-kinds.ts';
+import { cgroupsUsable, compilerAvailable, launcherKinds, nativeSkipReason, type LauncherKind, launcherScratch } from './launcher-kinds.ts';
 
-const root = mkdtempSync(path.join(os.tmpdir(), 'agora-native-launcher-'));
-const leftovers: number[] = [];
-afterAll(() => {
-  for (const pid of leftovers) {
-    try {
-      process.kill(-pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-  rmSync(root, { recursive: true, force: true });
-});
+const { root, leftovers } = launcherScratch('agora-native-launcher-');
 
 const LAUNCHER_MJS = fileURLToPath(new URL('../../agent/containerizers/launcher.mjs', import.meta.url));
 

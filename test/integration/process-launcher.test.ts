@@ -4,31 +4,19 @@
  * dies, and when it cannot start at all; what reaches the task. Each case runs against both.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { TaskInfo } from '../../master/protocol/messages.ts';
 import { isTerminal } from '../../master/protocol/messages.ts';
 import type { ContainerStatus } from '../../agent/containerizers/containerizer.ts';
 import { ProcessContainerizer, processStartTime, type ProcessCheckpoint } from '../../agent/containerizers/process.ts';
 import { nativeLauncher } from '../../agent/containerizers/native-launcher.ts';
 import { waitFor } from './helpers.ts';
-import { launcherKinds, nativeSkipReason } from './launcher-kinds.ts';
+import { launcherKinds, nativeSkipReason, launcherScratch } from './launcher-kinds.ts';
 
-const root = mkdtempSync(path.join(os.tmpdir(), 'agora-launcher-'));
-const leftovers: number[] = [];
-afterAll(() => {
-  for (const pid of leftovers) {
-    try {
-      process.kill(-pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-  rmSync(root, { recursive: true, force: true });
-});
+const { root, leftovers } = launcherScratch('agora-launcher-');
 
 let seq = 0;
 function taskOf(command: string, extra: Partial<TaskInfo['command']> = {}): TaskInfo {
