@@ -22,17 +22,17 @@
  * Each run also prints where the time went: tasks in flight on average, per-task latencies from
  * the run's own record, and CPU per task of the agent, of the tasks it reaped (the forked children)
  * and of this process (master + scheduler), with how busy the whole machine was (anyone's load).
- * What it showed on a 2-vCPU VM (Nov 2026): CPU binds, not the 20-task limit (BENCH_AGENT_CPUS=4
- * puts 40 in flight for about +10 %). Per task, on the disk: agent ~1.3-1.8 ms, its launcher
- * ~0.2-0.9, the task's own `sh -c true` ~0.9-1.2, master+scheduler ~1.1-2 — about 320-400 tasks/s.
- * Much of that is the file system: that VM's ext4 has no journal, and without one every inode
- * allocation skips the inodes freed in the last minutes (ext4's recently_deleted), so each file or
- * directory a task's sandbox needs cost 0.2-1 ms there; with the work dir and the store on tmpfs
- * the same runs did 430-560 tasks/s, which is why that figure is printed too. The process
- * containerizer forks through a native launcher (agent/containerizers/launcher.c, ~0.2 ms per task)
- * rather than from the ~120 MB agent, since a fork costs in proportion to the forking process's
- * memory (0.8 ms at 53 MB RSS, 3.2 ms at 105 MB), and the agent checkpoints into one journal rather
- * than a file per task.
+ * What it showed on a 2-vCPU VM (Nov 2026): ~535 tasks/s (runs of 520-650) with per-task cgroups,
+ * ~710 without; per task about agent 0.75-1 ms, its launcher 0.2, the task's own `sh -c true`
+ * 0.9 (with its cgroup joins), master+scheduler 0.75-1.1, the machine ~90 % busy, so CPU binds,
+ * and the 20-task limit nearly does too (launched→RUNNING ~20 ms). The disk matters: that VM's ext4
+ * has no journal, and without one every inode allocation skips the inodes freed in the last
+ * minutes (ext4's recently_deleted), so right after many deletions (an earlier benchmark's work dir)
+ * each file a sandbox needs costs up to a millisecond and the figure drops to ~350-400; hence the
+ * tmpfs figure next to it, and hence what Agora itself no longer does per task or per commit:
+ * create and delete files (the agent checkpoints into one journal, the file store appends to a
+ * log). Tasks are forked by a native launcher (agent/containerizers/launcher.c, ~0.2 ms per task)
+ * rather than by the ~120 MB agent: a fork costs in proportion to the forking process's memory.
  *
  * Knobs (environment): BENCH_TASKS (500), BENCH_ROUNDS (3), BENCH_CGROUPS_COMPARE=0 skips the run
  * without cgroups, BENCH_TMPFS_COMPARE=0 the one on /dev/shm, BENCH_SLURM=0 skips Slurm,
