@@ -253,9 +253,12 @@ describe.each(launcherKinds)('the launcher protocol (%s)', (kind) => {
     driver.write(Array.from({ length: n }, (_, i) => spawnRecord(i + 1, box, ['sh', '-c', `echo ${i + 1} >> ${marks}`])).join(''));
     driver.child.stdin.end();
     expect(await driver.exited).toEqual({ code: 0, signal: null });
-    await new Promise((resolve) => setTimeout(resolve, 300)); // the last tasks finish
-    const ran = existsSync(marks) ? readFileSync(marks, 'utf8').split('\n').filter(Boolean).map(Number).sort((a, b) => a - b) : [];
     const reported = driver.messages.filter((m) => 'pid' in m).map((m) => m.id as number).sort((a, b) => a - b);
+    const marked = () => (existsSync(marks) ? readFileSync(marks, 'utf8').split('\n').filter(Boolean).map(Number).sort((a, b) => a - b) : []);
+    // The last tasks may still be finishing; then nothing more appears (a task nobody heard of would).
+    await waitFor(() => marked().length >= reported.length, 'every reported task to leave its mark');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const ran = marked();
     // Nothing ran unreported (the native launcher forks every request it read: all of them).
     expect(ran).toEqual(reported);
     if (kind === 'native') expect(reported).toHaveLength(n);
