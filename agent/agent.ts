@@ -347,7 +347,8 @@ export class Agent {
   private sendUpdate(status: StoredStatus): void {
     const connection = this.connection;
     if (!connection || !this.id) return;
-    connection.send({ type: 'STATUS_UPDATE', status: { ...status, agentId: this.id } });
+    const { refusal: _local, ...sent } = status;
+    connection.send({ type: 'STATUS_UPDATE', status: { ...sent, agentId: this.id } });
   }
 
   /**
@@ -395,7 +396,7 @@ export class Agent {
     const key = taskKey(frameworkId, task.taskId);
     const existing = this.tasks.get(key);
     if (existing) {
-      this.agentUpdate(frameworkId, task.taskId, 'FAILED', Reason.TASK_INVALID, `task ${task.taskId} of framework ${frameworkId} ${DUPLICATE_REFUSAL} (${existing.state}); task ids must be unique within a framework`);
+      this.agentUpdate(frameworkId, task.taskId, 'FAILED', Reason.TASK_INVALID, `task ${task.taskId} of framework ${frameworkId} is already on this agent (${existing.state}); task ids must be unique within a framework`, { refusal: true });
       return;
     }
     const record = this.newRecord(frameworkId, task, 'STAGING');
@@ -583,9 +584,9 @@ export class Agent {
   }
 
   /** An update about a task id the agent has no running record for (refused launch, unknown kill). */
-  private agentUpdate(frameworkId: string, taskId: string, state: TaskState, reason: string | undefined, message: string): void {
+  private agentUpdate(frameworkId: string, taskId: string, state: TaskState, reason: string | undefined, message: string, mark: Pick<StoredStatus, 'refusal'> = {}): void {
     this.log.warn({ frameworkId, taskId, state, reason }, message);
-    this.updates.update({ taskId, frameworkId, state, ...(reason ? { reason } : {}), message, source: 'AGENT', timestampMs: Date.now() });
+    this.updates.update({ taskId, frameworkId, state, ...(reason ? { reason } : {}), message, source: 'AGENT', timestampMs: Date.now(), ...mark });
   }
 
   /** Once a task's terminal update is acknowledged and nothing else is pending, the agent forgets it. */
@@ -612,7 +613,7 @@ export class Agent {
         continue;
       }
       // A refused duplicate launch shares the task's id (and so its records) but is not its state.
-      const lastState = saved.updates.findLast((update) => !isDuplicateRefusal(update))?.state ?? 'STAGING';
+      const lastState = saved.updates.findLast((update) => !update.refusal)?.state ?? 'STAGING';
       const record = this.newRecord(saved.frameworkId, saved.info.task, lastState);
       record.sandbox = saved.info.sandbox;
       if (isTerminal(lastState)) {
@@ -650,11 +651,4 @@ export class Agent {
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** What the refusal of a second launch of a task this agent already has says (it shares that task's records). */
-const DUPLICATE_REFUSAL = 'is already on this agent';
-
-function isDuplicateRefusal(update: StoredStatus): boolean {
-  return update.source === 'AGENT' && update.reason === Reason.TASK_INVALID && update.message?.includes(DUPLICATE_REFUSAL) === true;
 }

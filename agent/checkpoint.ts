@@ -27,8 +27,12 @@ import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, rm
 import path from 'node:path';
 import type { TaskInfo, TaskStatus } from '../master/protocol/messages.ts';
 
-/** A status update as the agent keeps it: everything but the agent id, which is added when sent. */
-export type StoredStatus = Omit<TaskStatus, 'agentId'> & { uuid: string };
+/**
+ * A status update as the agent keeps it: everything but the agent id, which is added when sent.
+ * `refusal`, kept here only (never sent), marks the refusal of a second launch of the task: it
+ * travels in the task's stream, but it is not the task's state.
+ */
+export type StoredStatus = Omit<TaskStatus, 'agentId'> & { uuid: string; refusal?: true };
 
 export interface TaskCheckpoint {
   frameworkId: string;

@@ -193,7 +193,7 @@ describe('CheckpointStore journal', () => {
       store.appendAck('fw', 'svc', `h${i}`);
     }
     // A refused duplicate launch (acknowledged), then one update not acknowledged yet.
-    store.appendUpdate({ ...status('svc', 'dup', 'FAILED'), source: 'AGENT', reason: 'TASK_INVALID', message: 'task svc of framework fw is already on this agent (RUNNING)' });
+    store.appendUpdate({ ...status('svc', 'dup', 'FAILED'), source: 'AGENT', reason: 'TASK_INVALID', message: 'task svc of framework fw is already on this agent (RUNNING)', refusal: true });
     store.appendAck('fw', 'svc', 'dup');
     store.appendUpdate({ ...status('svc', 'last', 'RUNNING'), healthy: true });
     // ~5 MB of records were written; compactions along the way kept the journal near its 1 MB mark.
