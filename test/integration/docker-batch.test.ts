@@ -3,37 +3,25 @@
  * AGORA_TASK_INDEX inside the container, a failing container retried then failed with its exit
  * code, and a container past its timeout killed.
  */
-import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { CompositeContainerizer } from '../../agent/containerizers/composite.ts';
-import { connectDocker, DockerContainerizer } from '../../agent/containerizers/docker.ts';
-import { Label } from '../../agent/containerizers/docker-spec.ts';
 import { TEST_IMAGE } from '../docker-image.ts';
 import { BatchCluster } from './batch-cluster.ts';
-import { tempDir } from './helpers.ts';
+import type { DockerAgent } from './framework-cluster.ts';
 
 const engine = inject('docker');
 
 describe.skipIf(!engine.available)('batch jobs in Docker containers', () => {
   let cluster: BatchCluster;
-  let docker: Docker;
-  let containerizer: DockerContainerizer;
-  const workDir = tempDir('agora-batch-docker-');
+  let agent: DockerAgent;
 
   beforeAll(async () => {
     cluster = await BatchCluster.start();
-    const connected = await connectDocker();
-    docker = connected.docker;
-    containerizer = new DockerContainerizer({ ...connected, workDir, retentionMs: 60_000 });
-    await cluster.addAgent({ workDir, containerizer: new CompositeContainerizer({ docker: containerizer }), resources: { cpus: 4, mem: 4096, disk: 1000 } });
+    agent = await cluster.addDockerAgent({ cpus: 4, mem: 4096, disk: 1000 });
     await cluster.startFramework();
   });
 
   afterAll(async () => {
     await cluster?.close();
-    containerizer?.close();
-    const left = await docker.listContainers({ all: true, filters: { label: [`${Label.workDir}=${workDir}`] } });
-    await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
   });
 
   const container = { type: 'DOCKER' as const, docker: { image: TEST_IMAGE } };
@@ -62,7 +50,7 @@ describe.skipIf(!engine.available)('batch jobs in Docker containers', () => {
     const run = await cluster.run({ id: 'docker-slow', cmd: 'sleep 60', container, cpus: 0.2, mem: 32, timeoutSeconds: 2, killGracePeriodSeconds: 0.5 });
     const ended = await cluster.ended(run.id, 60_000);
     expect(ended.state).toBe('timed_out');
-    const running = await docker.listContainers({ filters: { label: [`${Label.workDir}=${workDir}`] } });
+    const running = await agent.runningContainers();
     expect(running).toHaveLength(0);
   }, 90_000);
 });

@@ -3,7 +3,11 @@
  * services scheduler test clusters share. Agents work in their own temp dirs, the framework keeps
  * its state in memory and reconnects fast, and every event it publishes is recorded.
  */
+import type Docker from 'dockerode';
 import type { Agent, AgentOptions } from '../../agent/agent.ts';
+import { CompositeContainerizer } from '../../agent/containerizers/composite.ts';
+import { connectDocker, DockerContainerizer } from '../../agent/containerizers/docker.ts';
+import { Label } from '../../agent/containerizers/docker-spec.ts';
 import type { MasterServer } from '../../master/http/server.ts';
 import type { TaskStateJson } from '../../master/cluster/state-json.ts';
 import type { Resources } from '../../master/protocol/resources.ts';
@@ -29,11 +33,21 @@ export interface FrameworkKind<F, O> {
   agentResources(): Resources;
 }
 
+/** An agent with the Docker containerizer (see addDockerAgent). */
+export interface DockerAgent {
+  docker: Docker;
+  workDir: string;
+  /** This agent's running containers. */
+  runningContainers(): Promise<Docker.ContainerInfo[]>;
+}
+
 export class FrameworkCluster<F extends StartableFramework<E>, E, O extends { scheduler?: object }> {
   readonly agents: Agent[] = [];
   readonly events: E[] = [];
   framework: F | undefined;
   private readonly dirs: string[] = [];
+  /** Run after the agents stop: what addDockerAgent leaves behind. */
+  private readonly cleanups: (() => Promise<void>)[] = [];
 
   protected constructor(
     readonly master: MasterServer,
@@ -46,6 +60,22 @@ export class FrameworkCluster<F extends StartableFramework<E>, E, O extends { sc
     const agent = await startAgent(this.master, { workDir, hostname: '127.0.0.1', resources: this.kind.agentResources(), ...options });
     this.agents.push(agent);
     return agent;
+  }
+
+  /** An agent with the real Docker engine's containerizer; its containers are removed with the cluster. */
+  async addDockerAgent(resources: Resources): Promise<DockerAgent> {
+    const workDir = tempDir('agora-docker-agent-');
+    const connected = await connectDocker();
+    const { docker } = connected;
+    const containerizer = new DockerContainerizer({ ...connected, workDir, retentionMs: 60_000 });
+    const filters = { label: [`${Label.workDir}=${workDir}`] };
+    this.cleanups.push(async () => {
+      containerizer.close();
+      const left = await docker.listContainers({ all: true, filters });
+      await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
+    });
+    await this.addAgent({ workDir, containerizer: new CompositeContainerizer({ docker: containerizer }), resources });
+    return { docker, workDir, runningContainers: () => docker.listContainers({ filters }) };
   }
 
   async startFramework(options: Partial<O> = {}): Promise<F> {
@@ -78,6 +108,7 @@ export class FrameworkCluster<F extends StartableFramework<E>, E, O extends { sc
   async close(): Promise<void> {
     await this.framework?.close().catch(() => undefined);
     for (const agent of this.agents) await agent.stop({ killTasks: true }).catch(() => undefined);
+    for (const cleanup of this.cleanups) await cleanup().catch(() => undefined);
     await this.master.close().catch(() => undefined);
     for (const dir of this.dirs) removeDir(dir);
   }

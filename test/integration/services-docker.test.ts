@@ -3,38 +3,27 @@
  * through the scheduler, health-checked through its mapped port, found through its endpoints and
  * served on 127.0.0.1 — then scaled down and removed, its containers gone.
  */
-import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { CompositeContainerizer } from '../../agent/containerizers/composite.ts';
-import { connectDocker, DockerContainerizer } from '../../agent/containerizers/docker.ts';
-import { Label } from '../../agent/containerizers/docker-spec.ts';
 import { validateAppDefinition } from '../../frameworks/services/index.ts';
 import { TEST_IMAGE } from '../docker-image.ts';
-import { tempDir, waitFor } from './helpers.ts';
+import { waitFor } from './helpers.ts';
+import type { DockerAgent } from './framework-cluster.ts';
 import { portRange, ServicesCluster } from './services-scheduler-cluster.ts';
 
 const engine = inject('docker');
 
 describe.skipIf(!engine.available)('services on Docker', () => {
   let cluster: ServicesCluster;
-  let docker: Docker;
-  let containerizer: DockerContainerizer;
-  const workDir = tempDir('agora-services-docker-');
+  let agent: DockerAgent;
 
   beforeAll(async () => {
     cluster = await ServicesCluster.start();
-    const connected = await connectDocker();
-    docker = connected.docker;
-    containerizer = new DockerContainerizer({ ...connected, workDir, retentionMs: 60_000 });
-    await cluster.addAgent({ workDir, containerizer: new CompositeContainerizer({ docker: containerizer }), resources: { cpus: 4, mem: 4096, disk: 1000, ports: [portRange(20)] } });
+    agent = await cluster.addDockerAgent({ cpus: 4, mem: 4096, disk: 1000, ports: [portRange(20)] });
     await cluster.startFramework();
   });
 
   afterAll(async () => {
     await cluster?.close();
-    containerizer?.close();
-    const left = await docker.listContainers({ all: true, filters: { label: [`${Label.workDir}=${workDir}`] } });
-    await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
   });
 
   it('deploys a bridge-mode container app that turns healthy, is found by its endpoints and serves on 127.0.0.1', async () => {
@@ -63,7 +52,7 @@ describe.skipIf(!engine.available)('services on Docker', () => {
     }
     const tasks = await cluster.api.tasks(app.id);
     expect(tasks.every((t) => t.healthy === true)).toBe(true);
-    const containers = await docker.listContainers({ filters: { label: [`${Label.workDir}=${workDir}`] } });
+    const containers = await agent.runningContainers();
     expect(containers).toHaveLength(2);
     expect(containers.every((c) => c.Image === TEST_IMAGE)).toBe(true);
   });
@@ -71,9 +60,9 @@ describe.skipIf(!engine.available)('services on Docker', () => {
   it('scales down and removes the app, stopping its containers', async () => {
     const scaled = await cluster.api.scale('/docker/web', 1);
     await waitFor(async () => (await cluster.api.getDeployment(scaled.id))?.state === 'succeeded', 'the scale-down to succeed', 30_000);
-    await waitFor(async () => (await docker.listContainers({ filters: { label: [`${Label.workDir}=${workDir}`] } })).length === 1, 'one running container');
+    await waitFor(async () => (await agent.runningContainers()).length === 1, 'one running container');
     const removal = await cluster.api.deleteApp('/docker/web');
     await waitFor(async () => (await cluster.api.getDeployment(removal.id))?.state === 'succeeded' || (await cluster.api.getApp('/docker/web')) === undefined, 'the removal to finish', 30_000);
-    await waitFor(async () => (await docker.listContainers({ filters: { label: [`${Label.workDir}=${workDir}`] } })).length === 0, 'no running containers');
+    await waitFor(async () => (await agent.runningContainers()).length === 0, 'no running containers');
   });
 });
