@@ -11,21 +11,17 @@
  * Restarting with the same store resumes the same framework (its id is stored), reconciles every
  * attempt that was open and carries on with the runs in progress; schedules fire once per slot.
  */
-import { pino, type Logger } from 'pino';
+import { pino } from 'pino';
+import type { FrameworkStartOptions, FrameworkTuning } from '../sdk/framework-options.ts';
 import { startOnStore } from '../sdk/index.ts';
 import type { BatchApi } from './batch-api.ts';
 import { BatchScheduler, type BatchSchedulerOptions } from './scheduler.ts';
 
-export interface BatchFrameworkOptions {
-  /** The master's base URL, e.g. ws://127.0.0.1:5050. */
-  master: string;
-  /** A store URL (see openStore): a directory, file://…, redis://… or memory:. The namespace is the framework name. @default '.agora' (→ .agora/batch) */
-  store?: string;
-  /** The framework name, also the store namespace. @default 'batch' */
+export interface BatchFrameworkOptions extends FrameworkStartOptions {
+  /** @default 'batch' (the store: .agora/batch) */
   name?: string;
-  logger?: Logger;
   /** Tuning, mostly for tests. */
-  scheduler?: Partial<Pick<BatchSchedulerOptions, 'declineRefuseSeconds' | 'reconcileTimeoutMs' | 'failoverTimeoutMs' | 'reconnect' | 'role' | 'retention' | 'now'>>;
+  scheduler?: FrameworkTuning & Partial<Pick<BatchSchedulerOptions, 'retention' | 'now'>>;
 }
 
 export interface BatchFramework {

@@ -42,6 +42,7 @@ import {
   type TaskSpec,
   type TaskStatus,
 } from '../sdk/index.ts';
+import type { FrameworkSchedulerOptions } from '../sdk/framework-options.ts';
 import { startTimer, type Timer } from '../../master/timer.ts';
 import { meetsConstraints, type PlacementTarget } from '../services/constraints.ts';
 import {
@@ -62,27 +63,16 @@ import { taskPlan, type JobSpec } from './job-spec.ts';
 import { applyRunEvent, createRun, isRunDone, parseTaskId, runCounts, stepRun, type Run, type RunTask } from './run-state.ts';
 import { nextSlotAfter, planSchedule, runIdForSlot } from './schedule.ts';
 
-export interface BatchSchedulerOptions {
-  /** The master's base URL, e.g. ws://127.0.0.1:5050. */
-  master: string;
-  /** Where the framework id, jobs and runs live. The caller closes it. */
-  store: Store;
+/** The store holds the framework id, jobs and runs. */
+export interface BatchSchedulerOptions extends FrameworkSchedulerOptions {
   /** @default 'batch' */
   name?: string;
-  /** @default '*' */
-  role?: string;
-  /** How long the master keeps the tasks while this scheduler is away. @default one week */
-  failoverTimeoutMs?: number;
-  /** The filter on offers left unused (a revive clears it). @default 30 */
+  /** @default 30 */
   declineRefuseSeconds?: number;
-  /** After (re)subscribing, launch nothing until the master answered for every open attempt, or this long. @default 5000 */
-  reconcileTimeoutMs?: number;
   /** Ended runs kept per job: at most `runsPerJob`, none older than `maxAgeMs` (the latest is always kept). @default 20, 7 days */
   retention?: { runsPerJob?: number; maxAgeMs?: number };
   /** The clock, for tests of schedules (call `tick()` after moving it). @default Date.now */
   now?: () => number;
-  reconnect?: { initialMs: number; maxMs: number };
-  logger?: Logger;
 }
 
 const ONE_WEEK_MS = 7 * 24 * 3600 * 1000;

@@ -2,29 +2,13 @@
  * The batch framework as a running service: the scheduler and its HTTP API, wired together. What
  * `agora batch` and `agora up` run.
  */
-import type { Logger } from 'pino';
+import type { ServeFrameworkOptions, ServingFramework } from '../sdk/framework-options.ts';
 import { DEFAULT_BATCH_PORT, startBatchHttp } from './http/index.ts';
 import { startBatchFramework } from './main.ts';
 
-export interface ServeBatchOptions {
-  /** The master, e.g. ws://127.0.0.1:5050. */
-  master: string;
-  /** A store URL: a directory, file://…, redis://… or memory:. @default '.agora' */
-  store?: string;
-  /** Where the HTTP API listens. @default 127.0.0.1:5052 */
-  host?: string;
-  port?: number;
-  /** The role the framework registers with; definitions naming another role are refused. @default '*' */
-  role?: string;
-  logger?: Logger;
-}
-
-export interface ServingBatch {
-  /** The HTTP API, e.g. http://127.0.0.1:5052. */
-  url: string;
-  frameworkId: string;
-  close(): Promise<void>;
-}
+/** The HTTP API listens on 127.0.0.1:5052 unless told otherwise. */
+export type ServeBatchOptions = ServeFrameworkOptions;
+export type ServingBatch = ServingFramework;
 
 export async function serveBatch(options: ServeBatchOptions): Promise<ServingBatch> {
   const batch = await startBatchFramework({

@@ -10,23 +10,19 @@
  * Restarting with the same store resumes the same framework (its id is stored), re-adopts the
  * running tasks through reconciliation and carries on with the deployments in progress.
  */
-import { pino, type Logger } from 'pino';
+import { pino } from 'pino';
+import type { FrameworkStartOptions, FrameworkTuning } from '../sdk/framework-options.ts';
 import { startOnStore } from '../sdk/index.ts';
-import { ServicesScheduler, type ServicesSchedulerOptions } from './scheduler.ts';
+import { ServicesScheduler } from './scheduler.ts';
 import type { ServicesApi } from './service-api.ts';
 
-export interface ServicesFrameworkOptions {
-  /** The master's base URL, e.g. ws://127.0.0.1:5050. */
-  master: string;
-  /** A store URL (see openStore): a directory, file://…, redis://… or memory:. The namespace is the framework name. @default '.agora' (→ .agora/services) */
-  store?: string;
-  /** The framework name, also the store namespace. @default 'services' */
+export interface ServicesFrameworkOptions extends FrameworkStartOptions {
+  /** @default 'services' (the store: .agora/services) */
   name?: string;
-  logger?: Logger;
   /** The services HTTP API's URL, given to tasks as AGORA_SERVICES_API. */
   apiUrl?: string;
   /** Tuning, mostly for tests. */
-  scheduler?: Partial<Pick<ServicesSchedulerOptions, 'declineRefuseSeconds' | 'reconcileTimeoutMs' | 'failoverTimeoutMs' | 'reconnect' | 'role'>>;
+  scheduler?: FrameworkTuning;
 }
 
 export interface ServicesFramework {

@@ -36,6 +36,7 @@ import {
   type TaskState,
   type TaskStatus,
 } from '../sdk/index.ts';
+import type { FrameworkSchedulerOptions } from '../sdk/framework-options.ts';
 import { Reason } from '../../master/protocol/messages.ts';
 import type { AppDefinition, AppId } from './app-definition.ts';
 import { appIdSchema } from './app-definition.ts';
@@ -50,25 +51,14 @@ import { rollingStep } from './rolling-update.ts';
 import { ServicesError, type AppStatus, type AppVersion, type DeploymentView, type Endpoint, type ServiceTask, type ServicesApi, type ServicesEvent } from './service-api.ts';
 import { appKey, asDefinitionInput, deleteInstance, keys, loadState, putApp, putDeployment, putInstance, putVersion, type StoredApp, type StoredInstance } from './services-store.ts';
 
-export interface ServicesSchedulerOptions {
-  /** The master's base URL, e.g. ws://127.0.0.1:5050. */
-  master: string;
-  /** Where the framework id, apps, versions, deployments and instance records live. The caller closes it. */
-  store: Store;
+/** The store holds the framework id, apps, versions, deployments and instance records. */
+export interface ServicesSchedulerOptions extends FrameworkSchedulerOptions {
   /** @default 'services' */
   name?: string;
-  /** @default '*' */
-  role?: string;
-  /** How long the master keeps the tasks while this scheduler is away. @default one week */
-  failoverTimeoutMs?: number;
-  /** The filter on offers it does not need. @default 120 */
+  /** @default 120 */
   declineRefuseSeconds?: number;
-  /** After (re)subscribing, plan nothing until the master answered for every known instance, or this long. @default 5000 */
-  reconcileTimeoutMs?: number;
   /** The services HTTP API's URL, given to every task as AGORA_SERVICES_API. */
   apiUrl?: string;
-  reconnect?: { initialMs: number; maxMs: number };
-  logger?: Logger;
 }
 
 /** An instance as the scheduler tracks it: its durable record plus what the master last said. */

@@ -2,30 +2,14 @@
  * The services framework as a running service: the scheduler, its HTTP API and the service-port
  * proxy, wired together. What `agora services` and `agora up` run.
  */
-import type { Logger } from 'pino';
+import type { ServeFrameworkOptions, ServingFramework } from '../sdk/framework-options.ts';
 import { startServicesHttp } from './http/index.ts';
 import { startServicesFramework } from './main.ts';
 import { ServicePortProxy } from './proxy.ts';
 
-export interface ServeServicesOptions {
-  /** The master, e.g. ws://127.0.0.1:5050. */
-  master: string;
-  /** A store URL: a directory, file://…, redis://… or memory:. @default '.agora' */
-  store?: string;
-  /** Where the HTTP API listens. @default 127.0.0.1:5051 */
-  host?: string;
-  port?: number;
-  /** The role the framework registers with; definitions naming another role are refused. @default '*' */
-  role?: string;
-  logger?: Logger;
-}
-
-export interface ServingServices {
-  /** The HTTP API, e.g. http://127.0.0.1:5051. */
-  url: string;
-  frameworkId: string;
-  close(): Promise<void>;
-}
+/** The HTTP API listens on 127.0.0.1:5051 unless told otherwise; service ports on the same host. */
+export type ServeServicesOptions = ServeFrameworkOptions;
+export type ServingServices = ServingFramework;
 
 export async function serveServices(options: ServeServicesOptions): Promise<ServingServices> {
   const services = await startServicesFramework({
