@@ -4,7 +4,7 @@
  * real shell processes; their logs are read through the master from the agent's sandbox.
  */
 import { connect, type AddressInfo } from 'node:net';
-import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../../agent/agent.ts';
 import type { MasterServer } from '../../master/http/server.ts';
@@ -12,7 +12,7 @@ import type { BatchEvent, RunSummary, RunView } from '../../frameworks/batch/bat
 import { BatchClient, BatchHttpError, BatchUnreachableError, followRun, startBatchHttp, type BatchHttp } from '../../frameworks/batch/http/index.ts';
 import { startBatchFramework, type BatchFramework } from '../../frameworks/batch/main.ts';
 import { serveBatch } from '../../frameworks/batch/serve.ts';
-import { freePort, quiet, startAgent, startMaster, waitFor } from './helpers.ts';
+import { freePort, quiet, readEventStream, startAgent, startMaster, waitFor } from './helpers.ts';
 
 interface Reply {
   status: number;
@@ -382,7 +382,7 @@ describe('batch HTTP API over the real scheduler and a real cluster', () => {
   describe('events', () => {
     it('streams a job\'s run and task events as server-sent events named by type', async () => {
       expect((await submit('id: http.evented\ncmd: echo evented\ncpus: 0.1\nmem: 32\n')).status).toBe(201);
-      const stream = eventStream(`${http.url}/v1/events?job=http.evented`);
+      const stream = readEventStream(`${http.url}/v1/events?job=http.evented`);
       try {
         await waitFor(() => stream.connected, 'the event stream to open');
         const run = (await call('POST', '/v1/jobs/http.evented/runs')).body as RunSummary;
@@ -403,7 +403,7 @@ describe('batch HTTP API over the real scheduler and a real cluster', () => {
 
     it('opens a run\'s stream with its current summary, and answers 404 for an unknown run', async () => {
       const runs = (await call('GET', '/v1/runs?job=http.evented')).body.runs as RunSummary[];
-      const stream = eventStream(`${http.url}/v1/events?run=${runs[0]!.id}`);
+      const stream = readEventStream(`${http.url}/v1/events?run=${runs[0]!.id}`);
       try {
         await waitFor(() => stream.events.length > 0, 'the snapshot event');
         expect(stream.events[0]).toMatchObject({ name: 'run', data: { type: 'run', run: { id: runs[0]!.id, state: 'succeeded' } } });
@@ -541,30 +541,6 @@ describe('batch HTTP API over the real scheduler and a real cluster', () => {
   });
 });
 
-/** Reads a server-sent event stream: each event's name and parsed data, and how many comment lines came. */
-function eventStream(url: string) {
-  const state = { events: [] as Array<{ name: string; data: any }>, comments: 0, connected: false };
-  let buffer = '';
-  const req = request(url, (res) => {
-    res.setEncoding('utf8');
-    res.on('data', (chunk: string) => {
-      buffer += chunk;
-      let at: number;
-      while ((at = buffer.indexOf('\n\n')) >= 0) {
-        const block = buffer.slice(0, at).split('\n');
-        buffer = buffer.slice(at + 2);
-        state.comments += block.filter((line) => line.startsWith(':')).length;
-        if (block.some((line) => line === ': connected')) state.connected = true;
-        const name = block.find((line) => line.startsWith('event: '))?.slice(7);
-        const data = block.find((line) => line.startsWith('data: '))?.slice(6);
-        if (name && data) state.events.push({ name, data: JSON.parse(data) });
-      }
-    });
-  });
-  req.on('error', () => {});
-  req.end();
-  return Object.assign(state, { close: () => req.destroy() });
-}
 
 /**
  * How BatchClient reads event streams, against a hand-written server that sends exactly the bytes

@@ -3,6 +3,7 @@
  * as child processes), and a raw protocol client for poking the master with bad input.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { request } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -287,4 +288,29 @@ export function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/** Reads a server-sent event stream raw: each event's name and parsed data, and how many comment lines came. */
+export function readEventStream(url: string) {
+  const state = { events: [] as Array<{ name: string; data: any }>, comments: 0, connected: false };
+  let buffer = '';
+  const req = request(url, (res) => {
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => {
+      buffer += chunk;
+      let at: number;
+      while ((at = buffer.indexOf('\n\n')) >= 0) {
+        const block = buffer.slice(0, at).split('\n');
+        buffer = buffer.slice(at + 2);
+        state.comments += block.filter((line) => line.startsWith(':')).length;
+        if (block.some((line) => line === ': connected')) state.connected = true;
+        const name = block.find((line) => line.startsWith('event: '))?.slice(7);
+        const data = block.find((line) => line.startsWith('data: '))?.slice(6);
+        if (name && data) state.events.push({ name, data: JSON.parse(data) });
+      }
+    });
+  });
+  req.on('error', () => {});
+  req.end();
+  return Object.assign(state, { close: () => req.destroy() });
 }

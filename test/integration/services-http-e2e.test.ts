@@ -14,7 +14,7 @@ import { startServicesHttp, type ServicesHttp } from '../../frameworks/services/
 import { startServicesFramework, type ServicesFramework } from '../../frameworks/services/main.ts';
 import { ServicePortProxy } from '../../frameworks/services/proxy.ts';
 import type { DeploymentView, Endpoint } from '../../frameworks/services/service-api.ts';
-import { agora as agoraCli, quiet, removeDir, startAgent, startMaster, tempDir, waitFor, type CliRun, freePort } from './helpers.ts';
+import { agora as agoraCli, quiet, removeDir, startAgent, startMaster, tempDir, waitFor, type CliRun, freePort, readEventStream } from './helpers.ts';
 
 const agora = (args: string[]): Promise<CliRun> => agoraCli(args, 60_000);
 
@@ -58,26 +58,6 @@ function viaServicePort(port: number): Promise<string | undefined> {
   });
 }
 
-/** Reads a server-sent stream of `endpoints` events into the endpoint lists they carry. */
-function endpointStream(url: string) {
-  const lists: Endpoint[][] = [];
-  let buffer = '';
-  const req = request(url, (res) => {
-    res.setEncoding('utf8');
-    res.on('data', (chunk: string) => {
-      buffer += chunk;
-      let at: number;
-      while ((at = buffer.indexOf('\n\n')) >= 0) {
-        const data = buffer.slice(0, at).split('\n').find((line) => line.startsWith('data: '));
-        buffer = buffer.slice(at + 2);
-        if (data) lists.push((JSON.parse(data.slice(6)) as { endpoints: Endpoint[] }).endpoints);
-      }
-    });
-  });
-  req.on('error', () => {});
-  req.end();
-  return { lists, close: () => req.destroy() };
-}
 
 
 describe('services framework end to end: HTTP API, CLI and service port over a real cluster', () => {
@@ -146,8 +126,9 @@ describe('services framework end to end: HTTP API, CLI and service port over a r
     const file = join(dir, 'web-v2.json');
     writeFileSync(file, JSON.stringify(webApp('/e2e/web', servicePort, 'bonjour')));
     const before = new Set((await services.api.endpoints('/e2e/web')).map((e) => e.taskId));
-    const stream = endpointStream(`${http.url}/v1/apps/e2e/web/endpoints/events`);
-    await waitFor(() => stream.lists.length > 0, 'the endpoint stream to send the current endpoints');
+    const stream = readEventStream(`${http.url}/v1/apps/e2e/web/endpoints/events`);
+    const lists = () => stream.events.filter((e) => e.name === 'endpoints').map((e) => (e.data as { endpoints: Endpoint[] }).endpoints);
+    await waitFor(() => lists().length > 0, 'the endpoint stream to send the current endpoints');
     const run = await agora(['app', 'deploy', file, '--wait', '--api', http.url]);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
@@ -168,7 +149,7 @@ describe('services framework end to end: HTTP API, CLI and service port over a r
     );
 
     // The stream told of the change: some list holds only new instances.
-    await waitFor(() => stream.lists.some((list) => list.length > 0 && list.every((e) => !before.has(e.taskId))), 'an endpoints event with the new instances');
+    await waitFor(() => lists().some((list) => list.length > 0 && list.every((e) => !before.has(e.taskId))), 'an endpoints event with the new instances');
     stream.close();
     await waitFor(async () => (await viaServicePort(servicePort))?.startsWith('bonjour '), 'the service port to serve the new version', 10_000);
     for (let i = 0; i < 4; i++) expect(await viaServicePort(servicePort)).toMatch(/^bonjour /);
