@@ -1,16 +1,13 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, mkdirSync, readFileSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { TaskInfo } from '../../master/protocol/messages.ts';
 import type { ContainerStatus } from '../../agent/containerizers/containerizer.ts';
-import { ProcessContainerizer, processStartTime, type ProcessCheckpoint } from '../../agent/containerizers/process.ts';
-import { isTerminal } from '../../master/protocol/messages.ts';
+import { ProcessContainerizer, type ProcessCheckpoint } from '../../agent/containerizers/process.ts';
 import { waitFor } from './helpers.ts';
-import { launcherKinds, nativeSkipReason } from './launcher-kinds.ts';
+import { launcherKinds, nativeSkipReason, launchTask, alive, launcherScratch } from './launcher-kinds.ts';
 
-const root = mkdtempSync(path.join(os.tmpdir(), 'agora-process-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+const { root } = launcherScratch('agora-process-');
 
 let seq = 0;
 function taskOf(command: string, extra: Partial<TaskInfo> = {}): TaskInfo {
@@ -18,27 +15,9 @@ function taskOf(command: string, extra: Partial<TaskInfo> = {}): TaskInfo {
 }
 
 
-/** Alive and not a zombie waiting for init to reap it. */
-function alive(pid: number): boolean {
-  return processStartTime(pid) !== undefined;
-}
 
-/** Launches a task and collects its statuses; `ended` resolves with the terminal one. */
 function launch(containerizer: ProcessContainerizer, task: TaskInfo, frameworkId = 'fw1') {
-  const sandbox = path.join(root, 'sandboxes', frameworkId, task.taskId);
-  mkdirSync(sandbox, { recursive: true });
-  const statuses: ContainerStatus[] = [];
-  let resolveEnded!: (status: ContainerStatus) => void;
-  let resolveStarted!: (status: ContainerStatus) => void;
-  const ended = new Promise<ContainerStatus>((resolve) => (resolveEnded = resolve));
-  /** The first status: RUNNING, or a terminal one if it never started. */
-  const started = new Promise<ContainerStatus>((resolve) => (resolveStarted = resolve));
-  const container = containerizer.launch({ frameworkId, task, sandbox }, (status) => {
-    statuses.push(status);
-    resolveStarted(status);
-    if (isTerminal(status.state)) resolveEnded(status);
-  });
-  return { container, statuses, started, ended, sandbox };
+  return launchTask(containerizer, root, task, frameworkId);
 }
 
 describe.each(launcherKinds)('ProcessContainerizer (%s launcher)', (kind) => {

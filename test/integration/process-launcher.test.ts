@@ -9,12 +9,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { TaskInfo } from '../../master/protocol/messages.ts';
-import { isTerminal } from '../../master/protocol/messages.ts';
-import type { ContainerStatus } from '../../agent/containerizers/containerizer.ts';
-import { ProcessContainerizer, processStartTime, type ProcessCheckpoint } from '../../agent/containerizers/process.ts';
+import { ProcessContainerizer, type ProcessCheckpoint } from '../../agent/containerizers/process.ts';
 import { nativeLauncher } from '../../agent/containerizers/native-launcher.ts';
 import { waitFor } from './helpers.ts';
-import { launcherKinds, nativeSkipReason, launcherScratch } from './launcher-kinds.ts';
+import { launcherKinds, nativeSkipReason, launcherScratch, launchTask, alive } from './launcher-kinds.ts';
 
 const { root, leftovers } = launcherScratch('agora-launcher-');
 
@@ -24,25 +22,9 @@ function taskOf(command: string, extra: Partial<TaskInfo['command']> = {}): Task
 }
 
 
-/** Alive and not a zombie. */
-function alive(pid: number): boolean {
-  return processStartTime(pid) !== undefined;
-}
 
 function launch(containerizer: ProcessContainerizer, task: TaskInfo) {
-  const sandbox = path.join(root, 'sandboxes', task.taskId);
-  mkdirSync(sandbox, { recursive: true });
-  const statuses: ContainerStatus[] = [];
-  let resolveEnded!: (status: ContainerStatus) => void;
-  let resolveStarted!: (status: ContainerStatus) => void;
-  const ended = new Promise<ContainerStatus>((resolve) => (resolveEnded = resolve));
-  const started = new Promise<ContainerStatus>((resolve) => (resolveStarted = resolve));
-  const container = containerizer.launch({ frameworkId: 'fw', task, sandbox }, (status) => {
-    statuses.push(status);
-    resolveStarted(status);
-    if (isTerminal(status.state)) resolveEnded(status);
-  });
-  return { container, statuses, started, ended, sandbox };
+  return launchTask(containerizer, root, task);
 }
 
 describe.each(launcherKinds)('the process containerizer launcher (%s)', (kind) => {
