@@ -212,6 +212,8 @@ export class ProcessContainerizer implements Containerizer {
       cgroupMade = Promise.reject(error as Error);
     }
     const logsOpened = inProcess ? openLogs(sandbox) : Promise.resolve(undefined);
+    // Awaited even when both are settled already (the cgroup is made synchronously): a kill asked
+    // for in the same turn as the launch is then seen by killedBeforeStart() below.
     const [made, opened] = await Promise.allSettled([cgroupMade, logsOpened]);
     const cgroup = made.status === 'fulfilled' ? made.value : undefined;
     if (opened.status === 'rejected' || made.status === 'rejected') {
