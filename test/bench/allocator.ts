@@ -11,6 +11,7 @@
 import { performance } from 'node:perf_hooks';
 import { Allocator } from '../../master/allocator/allocator.ts';
 import { parseResources } from '../../master/protocol/resources.ts';
+import { median } from './stats.ts';
 
 const AGENTS = 10_000;
 const FRAMEWORKS = 1_000;
@@ -24,11 +25,6 @@ function build(rolesPerFramework: 'one-each' | 'shared'): Allocator {
     allocator.addFramework(`framework-${i}`, rolesPerFramework === 'one-each' ? `role-${i}` : 'role');
   }
   return allocator;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[sorted.length >> 1]!;
 }
 
 /** Median time of a full cycle; between runs every offer is recovered so the next cycle offers everything again. */

@@ -52,6 +52,7 @@ import { startMasterServer } from '../../master/http/server.ts';
 import { startBatchFramework, type BatchFramework } from '../../frameworks/batch/main.ts';
 import { validateJobSpec, type RunView } from '../../frameworks/batch/index.ts';
 import { scalar, type Resources } from '../../master/protocol/resources.ts';
+import { median, percentile, round2 } from './stats.ts';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 500);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -88,21 +89,6 @@ interface ConfigFigures {
   rounds: RunFigures[];
   median: RunFigures;
   agent: AgentInfo;
-}
-
-function median<T>(values: T[], key: (v: T) => number): T {
-  const sorted = [...values].sort((a, b) => key(a) - key(b));
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
-function percentile(values: number[], p: number): number {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
-function round2(n: number): number {
-  return Math.round(n * 100) / 100;
 }
 
 const TICK_MS = 10; // USER_HZ is 100 on Linux

@@ -25,6 +25,7 @@ import { startMasterServer } from '../../master/http/server.ts';
 import { startServicesFramework } from '../../frameworks/services/main.ts';
 import { validateAppDefinition } from '../../frameworks/services/index.ts';
 import { ensureTestImage, TEST_IMAGE } from '../docker-image.ts';
+import { median, round2 } from './stats.ts';
 
 const INSTANCES = Number(process.env.BENCH_INSTANCES ?? 50);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -128,13 +129,6 @@ function swarmSeconds(): Promise<number | undefined> {
     });
   });
 }
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
-const round2 = (n: number) => Math.round(n * 100) / 100;
 
 export default async function run(_opts: { json: boolean }): Promise<Record<string, unknown>> {
   const agora = await startAgora();

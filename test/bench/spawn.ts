@@ -23,14 +23,10 @@ import { pino } from 'pino';
 import { Agent } from '../../agent/agent.ts';
 import { ProcessContainerizer } from '../../agent/containerizers/process.ts';
 import { Inbound, isTerminal, MemoryConnection, type AgentMessage, type MasterToAgent, type Resources, type TaskInfo } from '../../master/protocol/index.ts';
+import { median } from './stats.ts';
 
 const TASKS = 500;
 const ROUNDS = 3;
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
 
 async function rawSpawnLoop(n: number): Promise<number> {
   const start = performance.now();
