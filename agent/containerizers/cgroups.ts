@@ -178,7 +178,8 @@ export class Cgroups {
     if (quotaUs) {
       const dir = path.join(this.cpuParent, name);
       cgroup.dirs.push(dir);
-      steps.push({ dir, files: [['cpu.cfs_period_us', String(CFS_PERIOD_US)], ['cpu.cfs_quota_us', String(quotaUs)]] });
+      // A new v1 cgroup's period is the kernel's default, CFS_PERIOD_US, always: only the quota is written.
+      steps.push({ dir, files: [['cpu.cfs_quota_us', String(quotaUs)]] });
     }
     return { cgroup, steps };
   }

@@ -35,7 +35,9 @@
  *   {"id":N,"error":"message"}             it could not be started (no pid was reported)
  *
  * Tasks are detached (a session and process group of their own), so they outlive this process:
- * when the agent goes (stdin ends) this exits and leaves them running, as the agent does.
+ * when the agent goes (stdin ends) this exits and leaves them running, as the agent does. When a
+ * task's main process ends, whatever is left in its process group is SIGKILLed as it is reaped
+ * (the container ends with its task), before its exit goes out: the agent need not do it after.
  *
  * Structure: one thread, one poll() loop over stdin, a SIGCHLD self-pipe, and per task a report
  * pipe (until it execs) and the ready pipe. A spawn opens the log files and forks; the child joins
@@ -338,6 +340,9 @@ static void reap(void) {
     if (reaped != pid) continue;
     index = task_of(pid);
     if (index == task_count) continue;
+    /* Its group (it is a session leader: the group has its pid) ends with it. The group id cannot
+     * be reused while any member is alive, so this reaches nothing else; ESRCH when none is left. */
+    kill(-pid, SIGKILL);
     tasks[index].status = status;
     tasks[index].exited = 1;
     settle(index);

@@ -29,7 +29,8 @@
  *
  * Tasks are detached (a process group and session of their own), so they outlive this process: when
  * the agent goes (stdin ends) the launcher exits and leaves them running, as the agent does; when the
- * launcher dies, the agent watches the tasks it had spawned by pid.
+ * launcher dies, the agent watches the tasks it had spawned by pid. When a task's main process ends,
+ * whatever is left in its process group is SIGKILLed before its exit goes out (as launcher.c does).
  */
 import { spawn } from 'node:child_process';
 import { close, constants, fstat, open, readFileSync } from 'node:fs';
@@ -143,6 +144,15 @@ function spawnTask(id, file, args, cwd, env, ready, stdout, stderr) {
   send({ id, pid, startTime: startTime(pid) });
   child.on('error', () => {
     // Errors after a successful spawn are not task outcomes; 'exit' reports those.
+  });
+  // The container ends with its task: what is left in its group goes (before 'close', which a
+  // leftover holding the ready pipe would otherwise hold back).
+  child.once('exit', () => {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // ESRCH: nothing was left
+    }
   });
   const pipe = ready ? child.stdio[3] : null;
   if (pipe) {

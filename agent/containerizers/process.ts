@@ -350,7 +350,8 @@ export class ProcessContainerizer implements Containerizer {
           if (!cgroup || joins) container.started();
         },
         started: () => container.started(),
-        exit: (code, signal) => container.exited(code, signal),
+        // Both launchers end what is left in the task's group as they reap it.
+        exit: (code, signal) => container.exited(code, signal, { groupEnded: true }),
         error: (message) => {
           this.release(cgroup);
           container.failed(message);
@@ -459,7 +460,7 @@ export class ProcessContainerizer implements Containerizer {
     const timer = setInterval(() => {
       if (processAlive(pid, startTime)) return;
       clearInterval(timer);
-      container.exited(null, null, lostParent);
+      container.exited(null, null, { lost: lostParent });
     }, this.recoverPollMs);
     timer.unref();
   }
@@ -829,13 +830,17 @@ class ProcessContainer implements Container {
     if (this.pid !== undefined) signalGroup(this.pid, 'SIGKILL');
   }
 
-  /** `unknown`: a process we were not the parent of (re-adopted, or the launcher's that died) ended, and its exit status went to init, not to us. */
-  exited(code: number | null, signal: NodeJS.Signals | null, unknown?: LostParent): void {
+  /**
+   * `lost`: a process we were not the parent of (re-adopted, or the launcher's that died) ended,
+   * and its exit status went to init, not to us. `groupEnded`: whoever reaped it already killed what
+   * was left in its process group.
+   */
+  exited(code: number | null, signal: NodeJS.Signals | null, how: { lost?: LostParent; groupEnded?: boolean } = {}): void {
     if (this.done) return;
     if (this.killTimer) clearTimeout(this.killTimer);
     // The container ends with its task: sweep what the task left in its group.
-    if (this.pid !== undefined) signalGroup(this.pid, 'SIGKILL');
-    this.report(this.outcome(code, signal, unknown));
+    if (this.pid !== undefined && !how.groupEnded) signalGroup(this.pid, 'SIGKILL');
+    this.report(this.outcome(code, signal, how.lost));
   }
 
   private outcome(code: number | null, signal: NodeJS.Signals | null, unknown: LostParent | undefined): ContainerStatus {
@@ -846,7 +851,9 @@ class ProcessContainer implements Container {
     if (!this.running && this.cgroup && code === JOIN_FAILED_EXIT_CODE) {
       return { state: 'FAILED', reason: Reason.LAUNCH_FAILED, message: `cannot move the task into its cgroup (${this.cgroup.dirs.join(', ')}); see its stderr` };
     }
-    if (this.cgroup && oomKilled(this.cgroup)) {
+    // Only a task that failed is asked about: one that exited 0 succeeded by its own account, even
+    // if a helper process of it was OOM-killed (and most tasks end so: one read less per task).
+    if (this.cgroup && code !== 0 && oomKilled(this.cgroup)) {
       return {
         state: 'FAILED',
         reason: Reason.CONTAINER_LIMITATION_MEMORY,

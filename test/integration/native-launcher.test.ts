@@ -15,21 +15,12 @@ import { ProcessContainerizer } from '../../agent/containerizers/process.ts';
 import { isTerminal } from '../../master/protocol/messages.ts';
 import type { ContainerStatus } from '../../agent/containerizers/containerizer.ts';
 import { waitFor } from './helpers.ts';
-import { cgroupsUsable, compilerAvailable, launcherKinds, nativeSkipReason, type LauncherKind, launcherScratch } from './launcher-kinds.ts';
+import { alive, cgroupsUsable, compilerAvailable, launcherKinds, nativeSkipReason, type LauncherKind, launcherScratch } from './launcher-kinds.ts';
 
 const { root, leftovers } = launcherScratch('agora-native-launcher-');
 
 const LAUNCHER_MJS = fileURLToPath(new URL('../../agent/containerizers/launcher.mjs', import.meta.url));
 
-/** Alive and not a zombie. */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]!);
-  } catch {
-    return false;
-  }
-}
 
 describe.skipIf(!compilerAvailable)('building the native launcher', () => {
   it('compiles cleanly under -std=c99 -Wall -Wextra -Werror (and -pedantic)', async () => {
@@ -203,6 +194,23 @@ describe.each(launcherKinds)('the launcher protocol (%s)', (kind) => {
     expect(driver.of(1).map((m) => Object.keys(m)[1])).toEqual(['pid', 'started', 'exit']);
     expect(await driver.until(2, 'exit')).toEqual({ id: 2, exit: 5, signal: null });
     expect(driver.of(2).map((m) => Object.keys(m)[1])).toEqual(['pid', 'exit']);
+    driver.child.stdin.end();
+    await driver.exited;
+  });
+
+  it('ends what a task left in its process group as its main process ends, so its exit goes out', async () => {
+    const driver = await startDriver(kind);
+    driver.write(record('B', 1, `PATH=${process.env.PATH}`));
+    // The leftover holds the ready pipe (fd 3) open: were it left alive, the exit would wait for it.
+    driver.write(spawnRecord(1, sandbox, ['sh', '-c', 'sleep 30 & echo $! > leftover-1.pid; exit 6'], { ready: true }));
+    driver.write(spawnRecord(2, sandbox, ['sh', '-c', 'sleep 30 & echo $! > leftover-2.pid; exit 0']));
+    expect(await driver.until(1, 'exit')).toEqual({ id: 1, exit: 6, signal: null });
+    expect(await driver.until(2, 'exit')).toEqual({ id: 2, exit: 0, signal: null });
+    for (const n of [1, 2]) {
+      const leftover = Number(readFileSync(path.join(sandbox, `leftover-${n}.pid`), 'utf8'));
+      leftovers.push(leftover);
+      await waitFor(() => !alive(leftover), `the leftover ${leftover} of task ${n} to be killed`);
+    }
     driver.child.stdin.end();
     await driver.exited;
   });
