@@ -201,13 +201,13 @@ export class ProcessContainerizer implements Containerizer {
   }
 
   private async prepare(spec: LaunchSpec, container: ProcessContainer): Promise<void> {
-    const { sandbox, task, frameworkId } = spec;
+    const { sandbox, task } = spec;
     const cgroups = this.cgroups;
     if (this.program === undefined) await this.chooseLauncher();
     const inProcess = this.program === null;
     let cgroupMade: Promise<TaskCgroup | undefined>;
     try {
-      cgroupMade = Promise.resolve(cgroups?.create(cgroupName(frameworkId, task.taskId), { memMb: scalar(task.resources, 'mem'), cpus: scalar(task.resources, 'cpus') }));
+      cgroupMade = Promise.resolve(cgroups?.acquire({ memMb: scalar(task.resources, 'mem'), cpus: scalar(task.resources, 'cpus') }));
     } catch (error) {
       cgroupMade = Promise.reject(error as Error);
     }
@@ -481,8 +481,13 @@ export class ProcessContainerizer implements Containerizer {
     };
   }
 
+  /** A task's cgroup once the task has ended: kept for the next task, or removed (see Cgroups.release). */
   private release(cgroup: TaskCgroup | undefined): void {
     if (!cgroup) return;
+    if (this.cgroups) {
+      this.cgroups.release(cgroup);
+      return;
+    }
     removeCgroup(cgroup).catch(() => {
       // A cgroup that will not go away holds a stuck process; nothing more to do here.
     });
@@ -652,13 +657,6 @@ class Launcher {
     const why: LauncherGone = this.closing ? 'closed' : this.up ? 'died' : 'never-up';
     for (const handlers of orphans) handlers.lost(why);
   }
-}
-
-/** cgroup directory names are limited to 255 bytes; ids may be up to 200 characters each. */
-function cgroupName(frameworkId: string, taskId: string): string {
-  const suffix = Math.random().toString(36).slice(2, 8);
-  const name = `${frameworkId}.${taskId}`;
-  return `${name.length > 240 ? name.slice(0, 120) + '~' + name.slice(-119) : name}.${suffix}`;
 }
 
 interface Logs {

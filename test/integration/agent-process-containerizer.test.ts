@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { TaskInfo } from '../../master/protocol/messages.ts';
@@ -142,21 +142,25 @@ describe.skipIf(!cgroupsUsable).each(launcherKinds)('ProcessContainerizer with c
   const parent = `agora-test-${process.pid}-${kind}`;
   const containerizer = new ProcessContainerizer({ cgroupParent: parent, launcher: kind });
   afterAll(async () => {
-    // Task cgroups are removed just after their task ends; give the last ones a moment.
+    containerizer.close();
+    // Task cgroups are idle or removed just after their task ends; give the last ones a moment.
     for (const hierarchy of ['memory', 'cpu']) {
-      const dir = `/sys/fs/cgroup/${hierarchy}/${parent}`;
-      await waitFor(() => {
-        try {
-          rmdirSync(dir);
-          return true;
-        } catch (error) {
-          return (error as NodeJS.ErrnoException).code === 'ENOENT';
-        }
-      }, `${dir} to be removable`).catch(() => {});
+      for (const suffix of ['', '-pool', '-dirty']) {
+        const dir = `/sys/fs/cgroup/${hierarchy}/${parent}${suffix}`;
+        await waitFor(() => {
+          try {
+            for (const entry of readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) rmdirSync(path.join(dir, entry.name));
+            rmdirSync(dir);
+            return true;
+          } catch (error) {
+            return (error as NodeJS.ErrnoException).code === 'ENOENT';
+          }
+        }, `${dir} to be removable`).catch(() => {});
+      }
     }
   });
 
-  it('puts the task in its own memory and cpu cgroups holding its limits, then removes them', async () => {
+  it('puts the task in its own memory and cpu cgroups holding its limits, empty once it ends', async () => {
     const limits = await containerizer.init();
     expect(limits.enforced).toBe(true);
     const run = launch(containerizer, taskOf('cat /proc/self/cgroup; sleep 30', { resources: { cpus: 0.5, mem: 64 } }));
@@ -171,7 +175,72 @@ describe.skipIf(!cgroupsUsable).each(launcherKinds)('ProcessContainerizer with c
     expect(readFileSync(path.join(memDir, 'cgroup.procs'), 'utf8').split('\n')).toContain(String(checkpoint.pid));
     run.container.kill(1000);
     await run.ended;
-    await waitFor(() => !existsSync(memDir) && !existsSync(cpuDir), 'the cgroups to be removed');
+    // Kept for the next task, or removed: either way nothing of the task is left in them.
+    for (const dir of [memDir, cpuDir]) expect(existsSync(dir) ? readFileSync(path.join(dir, 'cgroup.procs'), 'utf8') : '').toBe('');
+  });
+
+  it('gives a cleanly ended task\'s cgroups to the next task of the same shape, with that task\'s limits', async () => {
+    const pooled = new ProcessContainerizer({ cgroupParent: `${parent}-pool`, launcher: kind });
+    await pooled.init();
+    try {
+      const first = launch(pooled, taskOf('true', { resources: { cpus: 0.5, mem: 64 } }));
+      const firstDirs = ((await first.started).checkpoint as ProcessCheckpoint).cgroup!.dirs;
+      expect(await first.ended).toMatchObject({ state: 'FINISHED' });
+      const second = launch(pooled, taskOf('cat /proc/self/cgroup', { resources: { cpus: 0.25, mem: 48 } }));
+      const secondDirs = ((await second.started).checkpoint as ProcessCheckpoint).cgroup!.dirs;
+      expect(await second.ended).toMatchObject({ state: 'FINISHED' });
+      expect(secondDirs).toEqual(firstDirs);
+      const [memDir, cpuDir] = [secondDirs.find((d) => d.includes('/memory/'))!, secondDirs.find((d) => d.includes('/cpu/'))!];
+      expect(readFileSync(path.join(second.sandbox, 'stdout'), 'utf8')).toContain(`memory:/${parent}-pool/${path.basename(memDir)}`);
+      expect(readFileSync(path.join(memDir, 'memory.limit_in_bytes'), 'utf8').trim()).toBe(String(48 * 1024 * 1024));
+      expect(readFileSync(path.join(cpuDir, 'cpu.cfs_quota_us'), 'utf8').trim()).toBe('25000');
+      // Another shape (memory only) gets a cgroup of its own.
+      const third = launch(pooled, taskOf('true', { resources: { mem: 32 } }));
+      const thirdDirs = ((await third.started).checkpoint as ProcessCheckpoint).cgroup!.dirs;
+      await third.ended;
+      expect(thirdDirs).toHaveLength(1);
+      expect(thirdDirs[0]).not.toBe(memDir);
+    } finally {
+      pooled.close();
+    }
+    // Stopping removes the idle ones (and the parent with them).
+    expect(existsSync(`/sys/fs/cgroup/memory/${parent}-pool`)).toBe(false);
+    expect(existsSync(`/sys/fs/cgroup/cpu/${parent}-pool`)).toBe(false);
+  });
+
+  it('does not reuse a cgroup a process escaped into, one with an OOM kill, or one with memory still charged to it', async () => {
+    const pooled = new ProcessContainerizer({ cgroupParent: `${parent}-dirty`, launcher: kind });
+    await pooled.init();
+    const shm = `/dev/shm/agora-cgroup-test-${process.pid}-${kind}`;
+    let escaped: number | undefined;
+    try {
+      const dirsOf = async (run: ReturnType<typeof launch>) => ((await run.started).checkpoint as ProcessCheckpoint).cgroup!.dirs;
+      // A process in a session of its own outlives the task's group; it still holds the cgroup.
+      // (The task waits until it has: otherwise the sweep of its group could catch it before setsid.)
+      const escaping = launch(pooled, taskOf(`setsid sh -c 'echo $$ > escaped.pid; exec sleep 30' & while [ ! -s escaped.pid ]; do sleep 0.01; done`, { resources: { mem: 32 } }));
+      const escapedDirs = await dirsOf(escaping);
+      await escaping.ended;
+      escaped = Number(readFileSync(path.join(escaping.sandbox, 'escaped.pid'), 'utf8'));
+      // 4 MB in a tmpfs file stays charged to the cgroup after the task is gone.
+      const charging = launch(pooled, taskOf(`head -c 4194304 /dev/zero > ${shm}`, { resources: { mem: 32 } }));
+      const chargedDirs = await dirsOf(charging);
+      expect(await charging.ended).toMatchObject({ state: 'FINISHED' });
+      const hog = launch(pooled, taskOf('x=x; while true; do x="$x$x"; done', { resources: { mem: 16 } }));
+      const oomDirs = await dirsOf(hog);
+      expect(await hog.ended).toMatchObject({ reason: 'CONTAINER_LIMITATION_MEMORY' });
+      expect(new Set([escapedDirs[0], chargedDirs[0], oomDirs[0]]).size).toBe(3);
+      const next = launch(pooled, taskOf('true', { resources: { mem: 32 } }));
+      const nextDirs = await dirsOf(next);
+      await next.ended;
+      expect([escapedDirs[0], chargedDirs[0], oomDirs[0]]).not.toContain(nextDirs[0]);
+      // The two that could go are gone; the one holding the escaped process stays until it ends.
+      await waitFor(() => !existsSync(chargedDirs[0]!) && !existsSync(oomDirs[0]!), 'the unreusable cgroups to be removed');
+      expect(existsSync(escapedDirs[0]!)).toBe(true);
+    } finally {
+      if (escaped) process.kill(escaped, 'SIGKILL');
+      rmSync(shm, { force: true });
+      pooled.close();
+    }
   });
 
   it('runs the command itself inside the cgroup (no race with its first fork)', async () => {
