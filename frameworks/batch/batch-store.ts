@@ -53,38 +53,48 @@ export const keys = {
 
 /**
  * Small enough that an update rewrites little (the tasks in flight sit close together, so a commit
- * touches one or two chunks), large enough that a 100,000-task array is 1,000 keys, not 100,000.
+ * touches one or two chunks), large enough that a 100,000-task array is 4,000 keys, not 100,000.
+ * Every commit is written and fsynced whole, so this sets what a busy array costs the store: at
+ * 100 a chunk (the size until Nov 2026, still read and kept for runs written so) a 500-task array
+ * of `true` wrote ~23 KB per commit.
  */
-export const TASKS_PER_CHUNK = 100;
+export const TASKS_PER_CHUNK = 25;
+/** The chunk size of runs whose head does not say (written before the size was recorded). */
+const EARLIER_TASKS_PER_CHUNK = 100;
 
-/** What `runs/<runId>` holds: the run with `tasks` empty and how many chunks hold them. */
+/** What `runs/<runId>` holds: the run with `tasks` empty, how many chunks hold them, and how many to a chunk. */
 interface StoredRunHead extends Omit<StoredRun, 'run'> {
   run: Run;
   taskChunks?: number;
+  taskChunkSize?: number;
 }
 
 export interface BatchState {
   frameworkId: string | undefined;
   jobs: StoredJob[];
   runs: StoredRun[];
+  /** Per run id, the chunk size its tasks are stored in (none: stored whole in the head, before chunks). */
+  taskChunkSizes: Map<string, number>;
 }
 
 /** Loads everything. Specs are validated again: a store is input too. */
 export async function loadBatchState(store: Store): Promise<BatchState> {
   const [framework, jobs, runs] = await Promise.all([store.get(keys.framework), store.list('jobs/'), store.list('runs/')]);
   const frameworkId = (framework?.value as { id?: unknown } | undefined)?.id;
+  const taskChunkSizes = new Map<string, number>();
   return {
     frameworkId: typeof frameworkId === 'string' ? frameworkId : undefined,
     jobs: jobs.map((entry) => {
       const stored = entry.value as StoredJob;
       return { ...stored, spec: revalidate(stored.spec, entry.key) };
     }),
-    runs: assembleRuns(runs),
+    runs: assembleRuns(runs, taskChunkSizes),
+    taskChunkSizes,
   };
 }
 
 /** Puts each run head back together with its task chunks (`runs/` lists both, in key order). */
-function assembleRuns(entries: readonly { key: string; value: unknown }[]): StoredRun[] {
+function assembleRuns(entries: readonly { key: string; value: unknown }[], taskChunkSizes: Map<string, number>): StoredRun[] {
   const heads = new Map<string, { key: string; head: StoredRunHead }>();
   const chunks = new Map<string, Map<number, RunTask[]>>();
   for (const { key, value } of entries) {
@@ -98,10 +108,11 @@ function assembleRuns(entries: readonly { key: string; value: unknown }[]): Stor
     }
   }
   return [...heads.entries()].map(([runId, { key, head }]) => {
-    const { taskChunks, ...stored } = head;
+    const { taskChunks, taskChunkSize, ...stored } = head;
     const spec = revalidate(stored.spec, key);
     // Runs written before tasks were chunked carry their tasks in the head.
     if (taskChunks === undefined) return { ...stored, spec };
+    taskChunkSizes.set(runId, taskChunkSize ?? EARLIER_TASKS_PER_CHUNK);
     const of = chunks.get(runId);
     const tasks: RunTask[] = [];
     for (let i = 0; i < taskChunks; i++) {
@@ -125,23 +136,26 @@ export class RunRecords {
   private readonly written = new Map<string, (readonly RunTask[])[]>();
   /** The head last committed, per run, as JSON. */
   private readonly heads = new Map<string, string>();
+  /** Chunk sizes of runs loaded from the store (a run keeps the layout it was written in). */
+  private readonly chunkSizes = new Map<string, number>();
 
   /** Writes for a run, and what to remember once they are committed. */
   writesFor(stored: StoredRun): { writes: StoreWrite[]; committed: () => void } {
     const { run, ...rest } = stored;
     const before = this.written.get(run.id);
-    const count = Math.ceil(run.tasks.length / TASKS_PER_CHUNK);
+    const size = this.chunkSizes.get(run.id) ?? TASKS_PER_CHUNK;
+    const count = Math.ceil(run.tasks.length / size);
     const parts: RunTask[][] = [];
     const writes: StoreWrite[] = [];
     for (let i = 0; i < count; i++) {
-      const part = run.tasks.slice(i * TASKS_PER_CHUNK, (i + 1) * TASKS_PER_CHUNK);
+      const part = run.tasks.slice(i * size, (i + 1) * size);
       parts.push(part);
       const previous = before?.[i];
       if (!previous || previous.length !== part.length || part.some((task, j) => task !== previous[j])) {
         writes.push({ op: 'put', key: keys.runTasks(run.id, i), value: part });
       }
     }
-    const head: StoredRunHead = { ...rest, run: { ...run, tasks: [] }, taskChunks: count };
+    const head: StoredRunHead = { ...rest, run: { ...run, tasks: [] }, taskChunks: count, taskChunkSize: size };
     const headText = JSON.stringify(head);
     if (headText !== this.heads.get(run.id)) writes.push({ op: 'put', key: keys.run(run.id), value: head });
     return {
@@ -153,19 +167,28 @@ export class RunRecords {
     };
   }
 
-  /** Remembers runs just loaded from the store as written (the head is written again once, in chunk form). */
-  loaded(stored: StoredRun): void {
+  /**
+   * Remembers a run just loaded from the store, in the chunk size it was stored in (from
+   * BatchState.taskChunkSizes), as written; the head is written again once (it says the size now).
+   * A run stored whole (no size: before chunks) has nothing in chunks yet: all of them are written
+   * with its next change.
+   */
+  loaded(stored: StoredRun, chunkSize: number | undefined): void {
+    if (chunkSize === undefined) return;
+    this.chunkSizes.set(stored.run.id, chunkSize);
     const parts: RunTask[][] = [];
-    for (let i = 0; i * TASKS_PER_CHUNK < stored.run.tasks.length; i++) parts.push(stored.run.tasks.slice(i * TASKS_PER_CHUNK, (i + 1) * TASKS_PER_CHUNK));
+    for (let i = 0; i * chunkSize < stored.run.tasks.length; i++) parts.push(stored.run.tasks.slice(i * chunkSize, (i + 1) * chunkSize));
     this.written.set(stored.run.id, parts);
   }
 
   /** Deletes a run's head and every chunk it may have. */
   deletesFor(runId: string, taskCount: number): StoreWrite[] {
+    const size = this.chunkSizes.get(runId) ?? TASKS_PER_CHUNK;
     this.written.delete(runId);
     this.heads.delete(runId);
+    this.chunkSizes.delete(runId);
     const writes: StoreWrite[] = [{ op: 'delete', key: keys.run(runId) }];
-    for (let i = 0; i * TASKS_PER_CHUNK < taskCount; i++) writes.push({ op: 'delete', key: keys.runTasks(runId, i) });
+    for (let i = 0; i * size < taskCount; i++) writes.push({ op: 'delete', key: keys.runTasks(runId, i) });
     return writes;
   }
 }

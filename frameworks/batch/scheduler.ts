@@ -182,7 +182,7 @@ export class BatchScheduler implements BatchApi {
     for (const job of state.jobs) this.jobs.set(job.spec.id, job);
     for (const run of state.runs) {
       this.runs.set(run.run.id, run);
-      this.records.loaded(run);
+      this.records.loaded(run, state.taskChunkSizes.get(run.run.id));
       this.seq = Math.max(this.seq, run.seq + 1);
     }
     for (const job of this.jobs.values()) this.refreshExpiry(job.spec.id);

@@ -47,6 +47,42 @@ describe('batch store: runs in task chunks', () => {
     expect(await store.list('runs/')).toEqual([]);
   });
 
+  it('keeps a run written in 100-task chunks (before the size was recorded) in that layout', async () => {
+    const store = new MemoryStore();
+    const run = stored();
+    const earlier = 100;
+    const count = Math.ceil(run.run.tasks.length / earlier);
+    for (let i = 0; i < count; i++) await store.put(keys.runTasks('wide-1', i), run.run.tasks.slice(i * earlier, (i + 1) * earlier));
+    await store.put(keys.run('wide-1'), { ...run, run: { ...run.run, tasks: [] }, taskChunks: count });
+    const state = await loadBatchState(store);
+    expect(state.runs[0]!.run).toEqual(run.run);
+    expect(state.taskChunkSizes.get('wide-1')).toBe(earlier);
+
+    const loaded = state.runs[0]!;
+    const records = new RunRecords();
+    records.loaded(loaded, state.taskChunkSizes.get('wide-1'));
+    // Task 150 is in the second 100-task chunk: that chunk and the head are written, nothing else.
+    const next = applyRunEvent(loaded.run, { type: 'launched', taskId: `wide-1_${loaded.run.tasks[150]!.index}_1`, atMs: 2 });
+    expect(await commit(store, records, { ...run, run: next })).toEqual([keys.runTasks('wide-1', 1), keys.run('wide-1')]);
+    expect((await loadBatchState(store)).runs[0]!.run).toEqual(next);
+    await store.commit(records.deletesFor('wide-1', next.tasks.length));
+    expect(await store.list('runs/')).toEqual([]);
+  });
+
+  it('moves a run stored whole into chunks with its first change after loading', async () => {
+    const store = new MemoryStore();
+    const run = stored();
+    await store.put(keys.run('wide-1'), run);
+    const state = await loadBatchState(store);
+    const loaded = state.runs[0]!;
+    const records = new RunRecords();
+    records.loaded(loaded, state.taskChunkSizes.get('wide-1'));
+    const next = applyRunEvent(loaded.run, { type: 'launched', taskId: `wide-1_${loaded.run.tasks[0]!.index}_1`, atMs: 2 });
+    const written = await commit(store, records, { ...run, run: next });
+    expect(written).toHaveLength(Math.ceil(run.run.tasks.length / TASKS_PER_CHUNK) + 1);
+    expect((await loadBatchState(store)).runs[0]!.run).toEqual(next);
+  });
+
   it('reads a run stored whole (before chunks) and refuses one with a chunk missing', async () => {
     const store = new MemoryStore();
     const run = stored();
