@@ -20,8 +20,12 @@ const CFS_PERIOD_US = 100_000;
 const MB = 1024 * 1024;
 /** Idle task cgroups kept for reuse, at most (a burst of short tasks needs about as many as run at once). */
 const MAX_IDLE = 64;
-/** A cgroup is reused only if its task left at most this much memory charged to it (page cache, tmpfs files). */
-const MAX_REUSE_CHARGE_BYTES = MB;
+/**
+ * A cgroup is reused only if its task left at most this much memory charged to it (page cache,
+ * tmpfs files; a trivial shell leaves 0.3-1 MiB in v1, mostly kernel memory and per-cpu charge
+ * batches), and at most an eighth of its limit.
+ */
+const MAX_REUSE_CHARGE_BYTES = 2 * MB;
 /** What a new cgroup holds already (v2: no limits), so making one does not write them. */
 const NEW_CGROUP_DEFAULTS: Partial<Record<string, string>> = { 'memory.max': 'max', 'cpu.max': `max ${CFS_PERIOD_US}` };
 
@@ -59,6 +63,8 @@ export class Cgroups {
   /** Names: a prefix of this process's own, then a counter (a clash with a cgroup left by an earlier agent is skipped). */
   private readonly namePrefix = `t${Date.now().toString(36)}${process.pid.toString(36)}`;
   private nameCount = 0;
+  /** Set when the agent stops: tasks it leaves running release their cgroups later, for removal. */
+  private closed = false;
 
   private constructor(
     readonly version: 1 | 2,
@@ -101,8 +107,12 @@ export class Cgroups {
     return removed;
   }
 
-  /** Removes this agent's parent cgroups when no task cgroup is left in them (tasks may outlive a stopped agent). */
+  /**
+   * Removes this agent's parent cgroups when no task cgroup is left in them (tasks may outlive a
+   * stopped agent), and pools nothing from now on.
+   */
   removeParentIfEmpty(): void {
+    this.closed = true;
     this.sweepEmpty();
     for (const parent of new Set([this.memoryParent, this.cpuParent])) {
       try {
@@ -190,7 +200,7 @@ export class Cgroups {
    * it; removed otherwise (retrying while its last processes are reaped).
    */
   release(cgroup: TaskCgroup): void {
-    if (this.idleCount < MAX_IDLE && this.reusable(cgroup)) {
+    if (!this.closed && this.idleCount < MAX_IDLE && this.reusable(cgroup)) {
       const shape = shapeOf(cgroup);
       const idle = this.idle.get(shape);
       if (idle) idle.push(cgroup);
@@ -212,11 +222,17 @@ export class Cgroups {
     // Only this agent's own task cgroups (a checkpoint is input too).
     if (cgroup.version !== this.version || !cgroup.dirs.every((dir) => [this.memoryParent, this.cpuParent].includes(path.dirname(dir)))) return false;
     try {
-      if (cgroup.dirs.some((dir) => readFileSync(path.join(dir, 'cgroup.procs'), 'utf8') !== '')) return false;
+      // A task running as root may have made cgroups of its own inside (whose processes its
+      // cgroup.procs does not list): a directory's link count is 2 plus its subdirectories.
+      if (cgroup.dirs.some((dir) => statSync(dir).nlink !== 2)) return false;
+      // One hierarchy's list tells (a v1 cgroup.procs read costs ~25 µs): what a task leaves
+      // behind (a daemon it started, say) is in all of its cgroups, as it was forked into them.
+      if (readFileSync(path.join(cgroup.dirs[0]!, 'cgroup.procs'), 'utf8') !== '') return false;
       if (cgroup.oomFile) {
         if (oomKilled(cgroup)) return false;
         const charged = path.join(path.dirname(cgroup.oomFile), this.version === 1 ? 'memory.usage_in_bytes' : 'memory.current');
-        if (Number(readFileSync(charged, 'utf8')) > MAX_REUSE_CHARGE_BYTES) return false;
+        const limit = Math.min(MAX_REUSE_CHARGE_BYTES, ((cgroup.memMb ?? Infinity) * MB) / 8);
+        if (Number(readFileSync(charged, 'utf8')) > limit) return false;
       }
       return true;
     } catch {

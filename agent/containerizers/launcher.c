@@ -333,6 +333,10 @@ static void reap(void) {
     size_t index = task_of(pid);
     /* Its report pipe is readable now: the child exec'd (EOF), failed (a report) or died. */
     if (index < task_count && tasks[index].state == SPAWNING) on_report(index);
+    /* Its group (a task is a session leader: the group has its pid) ends with it, while the
+     * zombie still holds the pid, so the group id cannot have been reused. ESRCH when nothing is
+     * left, or for a child that died before its setsid (no group has its pid then). */
+    kill(-pid, SIGKILL);
     int status;
     pid_t reaped;
     do reaped = waitpid(pid, &status, 0);
@@ -340,9 +344,6 @@ static void reap(void) {
     if (reaped != pid) continue;
     index = task_of(pid);
     if (index == task_count) continue;
-    /* Its group (it is a session leader: the group has its pid) ends with it. The group id cannot
-     * be reused while any member is alive, so this reaches nothing else; ESRCH when none is left. */
-    kill(-pid, SIGKILL);
     tasks[index].status = status;
     tasks[index].exited = 1;
     settle(index);

@@ -849,9 +849,8 @@ class ProcessContainer implements Container {
     if (!this.running && this.cgroup && code === JOIN_FAILED_EXIT_CODE) {
       return { state: 'FAILED', reason: Reason.LAUNCH_FAILED, message: `cannot move the task into its cgroup (${this.cgroup.dirs.join(', ')}); see its stderr` };
     }
-    // Only a task that failed is asked about: one that exited 0 succeeded by its own account, even
-    // if a helper process of it was OOM-killed (and most tasks end so: one read less per task).
-    if (this.cgroup && code !== 0 && oomKilled(this.cgroup)) {
+    // Whatever the exit code: a pipeline or `|| true` can hide a process the OOM killer ended.
+    if (this.cgroup && oomKilled(this.cgroup)) {
       return {
         state: 'FAILED',
         reason: Reason.CONTAINER_LIMITATION_MEMORY,

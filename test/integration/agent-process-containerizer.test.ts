@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { TaskInfo } from '../../master/protocol/messages.ts';
@@ -145,7 +145,7 @@ describe.skipIf(!cgroupsUsable).each(launcherKinds)('ProcessContainerizer with c
     containerizer.close();
     // Task cgroups are idle or removed just after their task ends; give the last ones a moment.
     for (const hierarchy of ['memory', 'cpu']) {
-      for (const suffix of ['', '-pool', '-dirty']) {
+      for (const suffix of ['', '-pool', '-dirty', '-stop']) {
         const dir = `/sys/fs/cgroup/${hierarchy}/${parent}${suffix}`;
         await waitFor(() => {
           try {
@@ -228,6 +228,9 @@ describe.skipIf(!cgroupsUsable).each(launcherKinds)('ProcessContainerizer with c
       const hog = launch(pooled, taskOf('x=x; while true; do x="$x$x"; done', { resources: { mem: 16 } }));
       const oomDirs = await dirsOf(hog);
       expect(await hog.ended).toMatchObject({ reason: 'CONTAINER_LIMITATION_MEMORY' });
+      // Also when the task's own exit hides it (a pipeline, `|| true`).
+      const hidden = launch(pooled, taskOf('sh -c \'x=x; while true; do x="$x$x"; done\' || true', { resources: { mem: 16 } }));
+      expect(await hidden.ended).toMatchObject({ state: 'FAILED', reason: 'CONTAINER_LIMITATION_MEMORY', exitCode: 0 });
       expect(new Set([escapedDirs[0], chargedDirs[0], oomDirs[0]]).size).toBe(3);
       const next = launch(pooled, taskOf('true', { resources: { mem: 32 } }));
       const nextDirs = await dirsOf(next);
@@ -236,11 +239,34 @@ describe.skipIf(!cgroupsUsable).each(launcherKinds)('ProcessContainerizer with c
       // The two that could go are gone; the one holding the escaped process stays until it ends.
       await waitFor(() => !existsSync(chargedDirs[0]!) && !existsSync(oomDirs[0]!), 'the unreusable cgroups to be removed');
       expect(existsSync(escapedDirs[0]!)).toBe(true);
+
+      // A cgroup the task made inside its own (it runs as root) may hold processes its
+      // cgroup.procs does not list: not reused either.
+      const nesting = launch(pooled, taskOf('mkdir "$(grep :memory: /proc/self/cgroup | cut -d: -f3 | sed "s|^|/sys/fs/cgroup/memory|")/inner"', { resources: { mem: 32 } }));
+      const nestingDirs = await dirsOf(nesting);
+      expect(await nesting.ended).toMatchObject({ state: 'FINISHED' });
+      expect(existsSync(path.join(nestingDirs[0]!, 'inner'))).toBe(true);
+      rmdirSync(path.join(nestingDirs[0]!, 'inner'));
+      const after = launch(pooled, taskOf('true', { resources: { mem: 32 } }));
+      expect(await dirsOf(after)).not.toEqual(nestingDirs);
+      await after.ended;
     } finally {
       if (escaped) process.kill(escaped, 'SIGKILL');
       rmSync(shm, { force: true });
       pooled.close();
     }
+  });
+
+  it('removes the cgroup of a task that ends after the agent stopped (nothing is pooled then)', async () => {
+    const stopping = new ProcessContainerizer({ cgroupParent: `${parent}-stop`, launcher: kind, recoverPollMs: 50 });
+    await stopping.init();
+    const release = path.join(root, `release-stop-${kind}`);
+    const run = launch(stopping, taskOf(`while [ ! -e '${release}' ]; do sleep 0.02; done`, { resources: { mem: 32 } }));
+    const dirs = ((await run.started).checkpoint as ProcessCheckpoint).cgroup!.dirs;
+    stopping.close();
+    writeFileSync(release, '');
+    await run.ended;
+    await waitFor(() => !existsSync(dirs[0]!), 'the cgroup of the task that outlived the agent to be removed');
   });
 
   it('runs the command itself inside the cgroup (no race with its first fork)', async () => {
