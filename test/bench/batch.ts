@@ -16,16 +16,18 @@
  * in the store), after a warm-up run; the figure is the median of 3 runs.
  *
  * Headline: the agent's DEFAULT configuration — as root with a writable cgroup hierarchy, every task
- * gets its own cpu and memory cgroup (mkdir + limit writes, the task's shell joining it, rmdir after).
+ * runs in a cpu and memory cgroup of its own (from the agent's pool: made once, then reused by one
+ * task after another, its limits rewritten when they differ; the launcher joins the task to it).
  * The same is then measured with per-task cgroups off (`withoutCgroups`), to show what they cost.
  *
  * Each run also prints where the time went: tasks in flight on average, per-task latencies from
  * the run's own record, and CPU per task of the agent, of the tasks it reaped (the forked children)
  * and of this process (master + scheduler), with how busy the whole machine was (anyone's load).
- * What it showed on a 2-vCPU VM (Nov 2026): ~535 tasks/s (runs of 520-650) with per-task cgroups,
- * ~710 without; per task about agent 0.75-1 ms, its launcher 0.2, the task's own `sh -c true`
- * 0.9 (with its cgroup joins), master+scheduler 0.75-1.1, the machine ~90 % busy, so CPU binds,
- * and the 20-task limit nearly does too (launched→RUNNING ~20 ms). The disk matters: that VM's ext4
+ * What it showed on a 2-vCPU VM (Nov 2026): ~680 tasks/s (runs of 550-840) with per-task cgroups,
+ * ~720 without (before the cgroup pool and 25-task store chunks: ~535 and ~710); per task about
+ * agent 0.55 ms, its launcher 0.2, the task's own `sh -c true` 0.85 (with its cgroup joins),
+ * master+scheduler 0.65-1, the machine ~93 % busy, so CPU binds, and the 20-task limit nearly
+ * does too (launched→RUNNING ~15-20 ms). The disk matters: that VM's ext4
  * has no journal, and without one every inode allocation skips the inodes freed in the last
  * minutes (ext4's recently_deleted), so right after many deletions (an earlier benchmark's work dir)
  * each file a sandbox needs costs up to a millisecond and the figure drops to ~350-400; hence the
