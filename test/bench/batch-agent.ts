@@ -8,9 +8,8 @@
  *                                                             CPUS overrides the detected cpus, for experiments)
  *
  * Prints one JSON line once registered ({"ready":true,"resources":…,"limits":…}) and runs until
- * SIGTERM, then stops its tasks, removes its work dir and exits.
+ * SIGTERM, then stops its tasks and exits (the benchmark removes the work dir once it is done).
  */
-import { rmSync } from 'node:fs';
 import { pino } from 'pino';
 import { Agent } from '../../agent/agent.ts';
 import { ProcessContainerizer } from '../../agent/containerizers/process.ts';
@@ -28,10 +27,7 @@ process.on('SIGTERM', () => {
   void agent
     .stop({ killTasks: true })
     .catch(() => undefined)
-    .finally(() => {
-      rmSync(workDir, { recursive: true, force: true });
-      process.exit(0);
-    });
+    .finally(() => process.exit(0));
 });
 
 await agent.start();

@@ -41,11 +41,12 @@
  * BENCH_AGENT_CPUS=N gives the agent N cpus instead of the detected ones (N / 0.1 tasks in flight;
  * for experiments, not the headline),
  * BENCH_DIR=DIR puts the agent's work dir and the store there (default the OS temp dir),
+ * BENCH_SETTLE=0 starts at once even within a minute of the last run's removal of its work dirs,
  * BENCH_AGENT_NODE_FLAGS='…' runs the agent's node with those flags, BENCH_PROF=DIR writes a CPU
  * profile of the agent's process there (run node with --cpu-prof for this one's).
  */
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -131,7 +132,7 @@ async function startAgentProcess(masterUrl: string, cgroups: 'auto' | 'off', pro
   const stop = async () => {
     child.kill('SIGTERM');
     await exited;
-    rmSync(workDir, { recursive: true, force: true });
+    removeAtEnd.push(workDir);
   };
   try {
     const info = await new Promise<AgentInfo>((resolve, reject) => {
@@ -266,8 +267,31 @@ async function throughAgora(cgroups: 'auto' | 'off', label: string, dir = BENCH_
     await batch?.close().catch(() => undefined);
     await agent?.stop().catch(() => undefined);
     await server.close();
-    rmSync(storeDir, { recursive: true, force: true });
+    removeAtEnd.push(storeDir);
   }
+}
+
+/**
+ * Work dirs and stores are removed once every configuration has run, not between them: on a disk
+ * like this VM's (ext4 without a journal) the thousands of inodes a removal frees make every file
+ * created in the next minute costly (see the top), which would handicap whichever came next. For
+ * the same reason a run starting within a minute of the last one's removal waits out the rest.
+ */
+const removeAtEnd: string[] = [];
+const REMOVED_AT_FILE = path.join(os.tmpdir(), 'agora-batch-bench-removed-at');
+const SETTLE_MS = 70_000;
+
+async function settleAfterLastRemoval(): Promise<void> {
+  let removedAtMs: number;
+  try {
+    removedAtMs = Number(readFileSync(REMOVED_AT_FILE, 'utf8'));
+  } catch {
+    return;
+  }
+  const waitMs = removedAtMs + SETTLE_MS - Date.now();
+  if (!(waitMs > 0) || waitMs > SETTLE_MS) return;
+  console.log(`  waiting ${Math.ceil(waitMs / 1000)} s: the last batch benchmark removed its work dirs ${Math.round((Date.now() - removedAtMs) / 1000)} s ago, and files made within a minute of that cost more here (BENCH_SETTLE=0 skips)`);
+  await new Promise((resolve) => setTimeout(resolve, waitMs));
 }
 
 function runScript(file: string, args: string[], timeoutMs: number): Promise<{ error: Error | null; stdout: string; stderr: string }> {
@@ -302,6 +326,16 @@ export default async function run(_opts: { json: boolean }): Promise<Record<stri
   console.log(
     `batch: ${TASKS}-task array of \`true\` (cpus ${TASK_CPUS}, mem ${TASK_MEM}), one agent with this machine's resources, batch store: file store in a temp dir; warm-up + median of ${ROUNDS}`,
   );
+  if (process.env.BENCH_SETTLE !== '0') await settleAfterLastRemoval();
+  try {
+    return await runConfigurations();
+  } finally {
+    for (const dir of removeAtEnd.splice(0)) rmSync(dir, { recursive: true, force: true });
+    writeFileSync(REMOVED_AT_FILE, String(Date.now()));
+  }
+}
+
+async function runConfigurations(): Promise<Record<string, unknown>> {
   const headline = await throughAgora('auto', 'default agent');
   const cgroupsOn = headline.agent.limits.enforced;
   const cpus = scalar(headline.agent.resources, 'cpus');
