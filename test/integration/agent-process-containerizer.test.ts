@@ -175,8 +175,10 @@ describe.skipIf(!cgroupsUsable).each(launcherKinds)('ProcessContainerizer with c
     expect(readFileSync(path.join(memDir, 'cgroup.procs'), 'utf8').split('\n')).toContain(String(checkpoint.pid));
     run.container.kill(1000);
     await run.ended;
-    // Kept for the next task, or removed: either way nothing of the task is left in them.
-    for (const dir of [memDir, cpuDir]) expect(existsSync(dir) ? readFileSync(path.join(dir, 'cgroup.procs'), 'utf8') : '').toBe('');
+    // Kept for the next task, or removed: either way nothing of the task is left in them (the
+    // task's other processes, killed with it, may take a moment to be gone).
+    const procs = (dir: string) => (existsSync(dir) ? readFileSync(path.join(dir, 'cgroup.procs'), 'utf8') : '');
+    await waitFor(() => procs(memDir) === '' && procs(cpuDir) === '', () => `the cgroups to be empty (${procs(memDir)} / ${procs(cpuDir)})`);
   });
 
   it('gives a cleanly ended task\'s cgroups to the next task of the same shape, with that task\'s limits', async () => {
