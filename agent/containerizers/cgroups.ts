@@ -57,7 +57,6 @@ interface Step {
 export class Cgroups {
   /** Idle cgroups by shape (which hierarchies they span). */
   private readonly idle = new Map<string, TaskCgroup[]>();
-  private idleCount = 0;
   /** The limit values last written into each cgroup this agent made or reused, by directory. */
   private readonly written = new Map<string, Map<string, string>>();
   /** Names: a prefix of this process's own, then a counter (a clash with a cgroup left by an earlier agent is skipped). */
@@ -73,11 +72,6 @@ export class Cgroups {
     private readonly cpuParent: string,
   ) {}
 
-  /** Idle cgroups waiting for a task (for tests and the agent's own accounting). */
-  get idleCgroups(): number {
-    return this.idleCount;
-  }
-
   /**
    * Removes task cgroups left empty under the parent (by an agent that was killed before it could
    * clean up). One holding processes (a task a restarted agent will re-adopt) cannot be removed,
@@ -85,7 +79,6 @@ export class Cgroups {
    */
   sweepEmpty(): number {
     this.idle.clear();
-    this.idleCount = 0;
     this.written.clear();
     let removed = 0;
     for (const parent of new Set([this.memoryParent, this.cpuParent])) {
@@ -175,11 +168,9 @@ export class Cgroups {
    * cost more than the writes), and a batch of short tasks is bound by CPU.
    */
   acquire(limits: CgroupLimits): TaskCgroup | undefined {
-    const probe = this.plan('probe', limits);
-    if (!probe) return undefined;
-    const idle = this.idle.get(shapeOf(probe.cgroup));
+    if (!limits.memMb && !limits.cpus) return undefined;
+    const idle = this.idle.get(this.shapeFor(limits));
     for (let reused = idle?.pop(); reused; reused = idle?.pop()) {
-      this.idleCount--;
       const plan = this.plan(path.basename(reused.dirs[0]!), limits)!;
       try {
         // Still there (another agent given the same parent would sweep it away as empty)?
@@ -197,18 +188,26 @@ export class Cgroups {
   /**
    * Takes a task's cgroup back once its task has ended: kept idle for the next task if nothing is
    * left running in it, no process of it was OOM-killed and next to no memory is still charged to
-   * it; removed otherwise (retrying while its last processes are reaped).
+   * it; removed otherwise (retrying while its last processes are reaped). `oomKilled`: what the
+   * caller read from its OOM counter already (it is not read again).
    */
-  release(cgroup: TaskCgroup): void {
-    if (!this.closed && this.idleCount < MAX_IDLE && this.reusable(cgroup)) {
+  release(cgroup: TaskCgroup, oomKilled?: boolean): void {
+    let idleCount = 0;
+    for (const idle of this.idle.values()) idleCount += idle.length;
+    if (!this.closed && idleCount < MAX_IDLE && this.reusable(cgroup, oomKilled)) {
       const shape = shapeOf(cgroup);
       const idle = this.idle.get(shape);
       if (idle) idle.push(cgroup);
       else this.idle.set(shape, [cgroup]);
-      this.idleCount++;
       return;
     }
     this.discard(cgroup);
+  }
+
+  /** The shape of the cgroup a task with these limits gets (as shapeOf says of a made one). */
+  private shapeFor({ memMb, cpus }: CgroupLimits): string {
+    const parents = this.version === 2 ? [this.memoryParent] : [...(memMb ? [this.memoryParent] : []), ...(cpus ? [this.cpuParent] : [])];
+    return `${this.version}:${parents.join(',')}`;
   }
 
   private discard(cgroup: TaskCgroup): void {
@@ -218,7 +217,7 @@ export class Cgroups {
     });
   }
 
-  private reusable(cgroup: TaskCgroup): boolean {
+  private reusable(cgroup: TaskCgroup, knownOomKilled: boolean | undefined): boolean {
     // Only this agent's own task cgroups (a checkpoint is input too).
     if (cgroup.version !== this.version || !cgroup.dirs.every((dir) => [this.memoryParent, this.cpuParent].includes(path.dirname(dir)))) return false;
     try {
@@ -229,7 +228,7 @@ export class Cgroups {
       // behind (a daemon it started, say) is in all of its cgroups, as it was forked into them.
       if (readFileSync(path.join(cgroup.dirs[0]!, 'cgroup.procs'), 'utf8') !== '') return false;
       if (cgroup.oomFile) {
-        if (oomKilled(cgroup)) return false;
+        if (knownOomKilled ?? oomKilled(cgroup)) return false;
         const charged = path.join(path.dirname(cgroup.oomFile), this.version === 1 ? 'memory.usage_in_bytes' : 'memory.current');
         const limit = Math.min(MAX_REUSE_CHARGE_BYTES, ((cgroup.memMb ?? Infinity) * MB) / 8);
         if (Number(readFileSync(charged, 'utf8')) > limit) return false;

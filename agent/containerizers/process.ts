@@ -187,7 +187,7 @@ export class ProcessContainerizer implements Containerizer {
   }
 
   launch(spec: LaunchSpec, report: ReportStatus): Container {
-    const container = new ProcessContainer(report, (cgroup) => this.release(cgroup), { cwd: spec.sandbox, env: () => this.environment(spec) });
+    const container = new ProcessContainer(report, (cgroup, oomKilled) => this.release(cgroup, oomKilled), { cwd: spec.sandbox, env: () => this.environment(spec) });
     // Creating the task's cgroup is a mkdir and a few writes, on the thread pool; so is opening its
     // stdout and stderr (in the launcher, or here when spawning in-process), which costs more than
     // the spawn on a busy disk. A small window bounds the work (and descriptors) in flight.
@@ -449,7 +449,7 @@ export class ProcessContainerizer implements Containerizer {
       this.release(cgroup);
       return undefined;
     }
-    const container = new ProcessContainer(report, (c) => this.release(c), { cwd: spec.sandbox, env: () => this.environment(spec) });
+    const container = new ProcessContainer(report, (c, oomKilled) => this.release(c, oomKilled), { cwd: spec.sandbox, env: () => this.environment(spec) });
     container.adopted(pid, cgroup);
     this.watch(container, pid, startTime, 'agent');
     return container;
@@ -482,10 +482,10 @@ export class ProcessContainerizer implements Containerizer {
   }
 
   /** A task's cgroup once the task has ended: kept for the next task, or removed (see Cgroups.release). */
-  private release(cgroup: TaskCgroup | undefined): void {
+  private release(cgroup: TaskCgroup | undefined, oomKilled?: boolean): void {
     if (!cgroup) return;
     if (this.cgroups) {
-      this.cgroups.release(cgroup);
+      this.cgroups.release(cgroup, oomKilled);
       return;
     }
     removeCgroup(cgroup).catch(() => {
@@ -706,13 +706,16 @@ class ProcessContainer implements Container {
   /** The grace period of a kill that came before the pid did (the launcher had yet to report it). */
   private pendingGraceMs = 0;
   private done = false;
+  /** What its cgroup's OOM counter said when the outcome was decided (undefined: not read). */
+  private oomKilled: boolean | undefined;
   private killTimer: NodeJS.Timeout | undefined;
   private forced = false;
   private running = false;
 
   constructor(
     private readonly reportStatus: ReportStatus,
-    private readonly release: (cgroup: TaskCgroup | undefined) => void,
+    /** `oomKilled`: the cgroup's OOM counter as the outcome read it, when it did. */
+    private readonly release: (cgroup: TaskCgroup | undefined, oomKilled?: boolean) => void,
     private readonly checkContext: { cwd: string; env: () => Record<string, string | undefined> },
   ) {}
 
@@ -754,7 +757,7 @@ class ProcessContainer implements Container {
     if (isTerminalState(status.state)) {
       if (this.done) return;
       this.done = true;
-      this.release(this.cgroup);
+      this.release(this.cgroup, this.oomKilled);
     }
     this.reportStatus(status);
   }
@@ -850,7 +853,8 @@ class ProcessContainer implements Container {
       return { state: 'FAILED', reason: Reason.LAUNCH_FAILED, message: `cannot move the task into its cgroup (${this.cgroup.dirs.join(', ')}); see its stderr` };
     }
     // Whatever the exit code: a pipeline or `|| true` can hide a process the OOM killer ended.
-    if (this.cgroup && oomKilled(this.cgroup)) {
+    if (this.cgroup) this.oomKilled = oomKilled(this.cgroup);
+    if (this.cgroup && this.oomKilled) {
       return {
         state: 'FAILED',
         reason: Reason.CONTAINER_LIMITATION_MEMORY,

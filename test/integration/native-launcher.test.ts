@@ -123,6 +123,12 @@ class Driver {
     return this.messages.filter((m) => m.id === id);
   }
 
+  /** Ends its stdin (the agent went away) and waits for it to exit. */
+  end(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    this.child.stdin.end();
+    return this.exited;
+  }
+
   async until(id: number, key: string): Promise<Record<string, unknown>> {
     await waitFor(() => this.of(id).some((m) => key in m), `message ${key} for spawn ${id} (${this.stderr})`);
     return this.of(id).find((m) => key in m)!;
@@ -143,6 +149,13 @@ async function startDriver(kind: LauncherKind): Promise<Driver> {
   const built = await nativeLauncher();
   if (!('path' in built)) throw new Error(built.unavailable);
   return new Driver(built.path, []);
+}
+
+/** A launcher whose tasks start from this process's PATH (the `B` record most tests send first). */
+async function startDriverWithPath(kind: LauncherKind): Promise<Driver> {
+  const driver = await startDriver(kind);
+  driver.write(record('B', 1, `PATH=${process.env.PATH}`));
+  return driver;
 }
 
 describe.each(launcherKinds)('the launcher protocol (%s)', (kind) => {
@@ -175,8 +188,7 @@ describe.each(launcherKinds)('the launcher protocol (%s)', (kind) => {
     driver.write(spawnRecord(4, sandbox, ['sleep', '30']));
     const survivor = (await driver.until(4, 'pid')).pid as number;
     leftovers.push(survivor);
-    driver.child.stdin.end();
-    expect(await driver.exited).toEqual({ code: 0, signal: null });
+    expect(await driver.end()).toEqual({ code: 0, signal: null });
     expect(alive(survivor)).toBe(true);
     // In a session and process group of its own.
     const fields = readFileSync(`/proc/${survivor}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -185,8 +197,7 @@ describe.each(launcherKinds)('the launcher protocol (%s)', (kind) => {
   });
 
   it('with a ready pipe, reports started on its byte, and the exit only after it', async () => {
-    const driver = await startDriver(kind);
-    driver.write(record('B', 1, `PATH=${process.env.PATH}`));
+    const driver = await startDriverWithPath(kind);
     driver.write(spawnRecord(1, sandbox, ['sh', '-c', 'sleep 0.1; echo >&3; exec 3>&-; exit 4'], { ready: true }));
     // No byte at all: just the exit.
     driver.write(spawnRecord(2, sandbox, ['sh', '-c', 'exec 3>&-; exit 5'], { ready: true }));
@@ -194,13 +205,11 @@ describe.each(launcherKinds)('the launcher protocol (%s)', (kind) => {
     expect(driver.of(1).map((m) => Object.keys(m)[1])).toEqual(['pid', 'started', 'exit']);
     expect(await driver.until(2, 'exit')).toEqual({ id: 2, exit: 5, signal: null });
     expect(driver.of(2).map((m) => Object.keys(m)[1])).toEqual(['pid', 'exit']);
-    driver.child.stdin.end();
-    await driver.exited;
+    await driver.end();
   });
 
   it('ends what a task left in its process group as its main process ends, so its exit goes out', async () => {
-    const driver = await startDriver(kind);
-    driver.write(record('B', 1, `PATH=${process.env.PATH}`));
+    const driver = await startDriverWithPath(kind);
     // The leftover holds the ready pipe (fd 3) open: were it left alive, the exit would wait for it.
     driver.write(spawnRecord(1, sandbox, ['sh', '-c', 'sleep 30 & echo $! > leftover-1.pid; exit 6'], { ready: true }));
     driver.write(spawnRecord(2, sandbox, ['sh', '-c', 'sleep 30 & echo $! > leftover-2.pid; exit 0']));
@@ -211,26 +220,22 @@ describe.each(launcherKinds)('the launcher protocol (%s)', (kind) => {
       leftovers.push(leftover);
       await waitFor(() => !alive(leftover), `the leftover ${leftover} of task ${n} to be killed`);
     }
-    driver.child.stdin.end();
-    await driver.exited;
+    await driver.end();
   });
 
   it('answers what cannot be started with an error for that id and goes on', async () => {
-    const driver = await startDriver(kind);
-    driver.write(record('B', 1, `PATH=${process.env.PATH}`));
+    const driver = await startDriverWithPath(kind);
     driver.write(spawnRecord(1, sandbox, ['no-such-program-agora']));
     driver.write(spawnRecord(2, path.join(sandbox, 'missing'), ['true']));
     driver.write(spawnRecord(3, sandbox, ['true']));
     expect(await driver.until(1, 'error')).toEqual({ id: 1, error: expect.stringMatching(/^cannot start no-such-program-agora: .*ENOENT/) });
     expect(await driver.until(2, 'error')).toEqual({ id: 2, error: expect.stringMatching(/^cannot open the task's stdout\/stderr in .*missing: .*ENOENT/) });
     expect(await driver.until(3, 'exit')).toEqual({ id: 3, exit: 0, signal: null });
-    driver.child.stdin.end();
-    await driver.exited;
+    await driver.end();
   });
 
   it('refuses a FIFO or a symlink in place of a sandbox\'s stdout, for that task only, without blocking the next', async () => {
-    const driver = await startDriver(kind);
-    driver.write(record('B', 1, `PATH=${process.env.PATH}`));
+    const driver = await startDriverWithPath(kind);
     const withFifo = path.join(sandbox, 'fifo-box');
     const withLink = path.join(sandbox, 'link-box');
     mkdirSync(withFifo, { recursive: true });
@@ -246,21 +251,18 @@ describe.each(launcherKinds)('the launcher protocol (%s)', (kind) => {
     expect(await driver.until(2, 'error')).toEqual({ id: 2, error: expect.stringMatching(/^cannot open the task's stdout\/stderr in .*link-box: .*ELOOP/) });
     expect(await driver.until(3, 'exit')).toEqual({ id: 3, exit: 0, signal: null });
     expect(readFileSync(target, 'utf8')).toBe('');
-    driver.child.stdin.end();
-    await driver.exited;
+    await driver.end();
   });
 
   it('reports the pid of every task it forked before it leaves when its stdin ends, with each one\'s own start time', async () => {
-    const driver = await startDriver(kind);
-    driver.write(record('B', 1, `PATH=${process.env.PATH}`));
+    const driver = await startDriverWithPath(kind);
     const box = path.join(sandbox, 'eof-box');
     mkdirSync(box, { recursive: true });
     const marks = path.join(box, 'marks');
     // Tasks that end at once (the pid may be read after the child is gone), then the end of stdin.
     const n = 60;
     driver.write(Array.from({ length: n }, (_, i) => spawnRecord(i + 1, box, ['sh', '-c', `echo ${i + 1} >> ${marks}`])).join(''));
-    driver.child.stdin.end();
-    expect(await driver.exited).toEqual({ code: 0, signal: null });
+    expect(await driver.end()).toEqual({ code: 0, signal: null });
     const reported = driver.messages.filter((m) => 'pid' in m).map((m) => m.id as number).sort((a, b) => a - b);
     const marked = () => (existsSync(marks) ? readFileSync(marks, 'utf8').split('\n').filter(Boolean).map(Number).sort((a, b) => a - b) : []);
     // The last tasks may still be finishing; then nothing more appears (a task nobody heard of would).
@@ -286,24 +288,20 @@ describe.each(launcherKinds)('the launcher protocol (%s)', (kind) => {
       driver.write(record('B', 0));
       driver.write(spawnRecord(1, sandbox, ['true'], { join: ['/sys/fs/cgroup/x/cgroup.procs'] }));
       expect(await driver.until(1, 'error')).toEqual({ id: 1, error: expect.stringMatching(/^cannot join cgroup \/sys\/fs\/cgroup\/x\/cgroup\.procs: launcher\.mjs cannot/) });
-      driver.child.stdin.end();
-      await driver.exited;
+      await driver.end();
     });
   } else {
     it('fails a well-framed but unusable request (an empty program) for that task only', async () => {
-      const driver = await startDriver(kind);
-      driver.write(record('B', 1, `PATH=${process.env.PATH}`));
+      const driver = await startDriverWithPath(kind);
       driver.write(record('S', 1, sandbox, '', 1, '', 0, 0, 0));
       driver.write(spawnRecord(2, sandbox, ['true']));
       expect(await driver.until(1, 'error')).toEqual({ id: 1, error: 'cannot start the task: the program is empty' });
       expect(await driver.until(2, 'exit')).toEqual({ id: 2, exit: 0, signal: null });
-      driver.child.stdin.end();
-      await driver.exited;
+      await driver.end();
     });
 
     it('goes on spawning while a child is still on its way to exec (here: blocked joining), and writes "0" to join', async () => {
-      const driver = await startDriver(kind);
-      driver.write(record('B', 1, `PATH=${process.env.PATH}`));
+      const driver = await startDriverWithPath(kind);
       // A FIFO stands in for cgroup.procs: the child blocks opening it until someone reads.
       const fifo = path.join(sandbox, 'procs.fifo');
       await promisify(execFile)('mkfifo', [fifo]);
@@ -314,13 +312,11 @@ describe.each(launcherKinds)('the launcher protocol (%s)', (kind) => {
       expect(readFileSync(fifo, 'utf8')).toBe('0');
       expect(await driver.until(1, 'exit')).toEqual({ id: 1, exit: 0, signal: null });
       expect(driver.of(1).map((m) => Object.keys(m)[1])).toEqual(['pid', 'started', 'exit']);
-      driver.child.stdin.end();
-      await driver.exited;
+      await driver.end();
     });
 
     it('joins the cgroups given before exec, or says which one it could not join', async (context) => {
-      const driver = await startDriver(kind);
-      driver.write(record('B', 1, `PATH=${process.env.PATH}`));
+      const driver = await startDriverWithPath(kind);
       driver.write(spawnRecord(1, sandbox, ['true'], { join: [path.join(sandbox, 'no-such-cgroup', 'cgroup.procs')] }));
       expect(await driver.until(1, 'error')).toEqual({ id: 1, error: expect.stringMatching(/^cannot join cgroup .*no-such-cgroup\/cgroup\.procs: No such file or directory \(ENOENT\)$/) });
       if (!cgroupsUsable) {
