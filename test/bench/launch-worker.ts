@@ -1,8 +1,8 @@
 /**
- * Child process of the launch benchmark: 1,000 simulated agents (real WebSocket clients of the
- * master given on the command line, with a containerizer that reports RUNNING and FINISHED without
- * spawning). Prints "ready" once all are registered and runs until killed. With `--scheduler` it
- * also runs the scheduler and prints its figures as one JSON line.
+ * Child process of the launch and services-scale benchmarks (see simulated-agents.ts): N simulated
+ * agents, real WebSocket clients of the master given on the command line, with a containerizer that
+ * spawns nothing. Its tasks report RUNNING, then FINISHED at once ('finish') or run until killed
+ * ('run'). Prints "ready" once all are registered and runs until killed.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,7 +11,7 @@ import { pino } from 'pino';
 import { Agent } from '../../agent/agent.ts';
 import { SimulatedContainerizer } from '../../agent/containerizers/simulated.ts';
 
-const [masterUrl, agentCountText] = process.argv.slice(2);
+const [masterUrl, agentCountText, tasks = 'finish'] = process.argv.slice(2);
 const agentCount = Number(agentCountText);
 const logger = pino({ level: 'warn' });
 
@@ -26,7 +26,7 @@ for (let i = 0; i < agentCount; i++) {
       workDir: join(workRoot, `agent-${i}`),
       hostname: `sim-${i}`,
       resources: { cpus: 8, mem: 16384, disk: 1000, ports: [[31000, 32000]] },
-      containerizer: new SimulatedContainerizer(),
+      containerizer: new SimulatedContainerizer(tasks === 'run' ? { outcome: () => ({ state: 'RUNNING', delayMs: Infinity }) } : {}),
       checkpoint: false,
       logger,
     }),

@@ -10,11 +10,10 @@
  * Knobs (environment): BENCH_AGENTS, BENCH_TASKS, BENCH_WARMUP, BENCH_WINDOW, BENCH_PER_OFFER,
  * BENCH_REFUSE; BENCH_PROF=DIR writes a CPU profile of the agents' process there.
  */
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { startMasterServer } from '../../master/http/server.ts';
 import { runScheduler } from './launch-scheduler.ts';
+import { startSimulatedAgents } from './simulated-agents.ts';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 1000);
 const TASKS = Number(process.env.BENCH_TASKS ?? 40_000);
@@ -25,28 +24,14 @@ export default async function run(_opts: { json: boolean }): Promise<Record<stri
   // Errors only, to stderr: stdout carries the figures (and --json's last line).
   const logger = pino({ level: 'error' }, pino.destination(2));
   const server = await startMasterServer({ port: 0, offerTimeoutMs: 60_000, logger });
-  const worker = fileURLToPath(new URL('./launch-worker.ts', import.meta.url));
-  const child = spawn(process.execPath, [...(process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : []), '--import', 'tsx', worker, server.wsUrl, String(AGENTS)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, AGORA_LOG_LEVEL: 'warn' },
-  });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  const agents = await startSimulatedAgents(server.wsUrl, AGENTS, { ...(process.env.BENCH_PROF && { profileDir: process.env.BENCH_PROF }) });
   try {
-    await new Promise<void>((resolve, reject) => {
-      let output = '';
-      child.stdout.on('data', (chunk: Buffer) => {
-        output += chunk.toString();
-        if (output.includes('ready')) resolve();
-      });
-      void exited.then((code) => reject(new Error(`the agents' process exited (${code}) before all agents registered`)));
-    });
     const figures = await runScheduler(server.wsUrl, TASKS, WARMUP, logger);
     const tasksPerSecond = Math.round(figures.tasks / figures.seconds);
     console.log(`launch: ${figures.tasks} tasks (after ${WARMUP} warm-up) on ${AGENTS} agents in ${figures.seconds.toFixed(2)} s = ${tasksPerSecond} tasks/s; ACCEPT→RUNNING p50 ${figures.p50Ms.toFixed(2)} ms, p99 ${figures.p99Ms.toFixed(2)} ms (target ≥ 10,000 tasks/s, p99 ≤ 20 ms)`);
     return { bench: 'launch', agents: AGENTS, tasks: figures.tasks, tasksPerSecond, p50Ms: round(figures.p50Ms), p99Ms: round(figures.p99Ms) };
   } finally {
-    child.kill('SIGTERM');
-    await exited;
+    await agents.stop();
     await server.close();
   }
 }
