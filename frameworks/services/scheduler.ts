@@ -18,6 +18,8 @@
  *    `inactiveAfterSeconds`; then it is replaced and killed, and killed again if its agent returns.
  *  - Serialisation: driver handlers and API calls run one at a time through one queue, so a plan
  *    never sees half of another's changes.
+ *  - Nothing acknowledged before it is durable: status updates are applied in batches, each batch
+ *    written in one commit and only then acknowledged (an unacknowledged update comes again).
  */
 import { randomBytes } from 'node:crypto';
 import { pino, type Logger } from 'pino';
@@ -99,6 +101,12 @@ export class ServicesScheduler implements ServicesApi {
   private readonly listeners = new Set<(event: ServicesEvent) => void>();
 
   private queue: Promise<unknown> = Promise.resolve();
+  /** Status updates received and not yet applied: applied together, in one store write. */
+  private pendingUpdates: TaskStatus[] = [];
+  /** Writes of applied updates whose commit failed, by key: retried with the next batch (the agents resend those updates). */
+  private unwrittenUpdates = new Map<string, StoreWrite>();
+  /** Apps whose endpoints may have changed since the last check. */
+  private readonly endpointsToCheck = new Set<AppId>();
   /** Task ids the master has not answered for since the last SUBSCRIBED; nothing is planned until empty. */
   private unreconciled: Set<string> | undefined = new Set();
   private reconcileTimer: NodeJS.Timeout | undefined;
@@ -133,10 +141,12 @@ export class ServicesScheduler implements ServicesApi {
       declineRefuseSeconds: this.declineRefuseSeconds,
       logger: this.log,
       ...(options.reconnect && { reconnect: options.reconnect }),
+      // Updates are applied in batches and acknowledged once their batch is in the store.
+      acknowledgements: 'explicit',
       handlers: {
         subscribed: (id) => this.serial(() => this.onSubscribed(id)),
         offers: (offers) => this.serial(() => this.onOffers(offers)),
-        update: (status) => this.serial(() => this.onUpdate(status)),
+        update: (status) => this.queueUpdate(status),
         failure: () => this.requestPlan(),
         error: (error) => this.log.warn(error, `master error: ${error.message}`),
       },
@@ -643,7 +653,7 @@ export class ServicesScheduler implements ServicesApi {
       this.sendKill(instance, app);
       this.emit({ type: 'task', task: this.serviceTask(instance) });
     }
-    for (const appId of new Set(kills.map((k) => k.instance.record.appId))) this.checkEndpoints(appId);
+    for (const { instance } of kills) this.checkEndpointsSoon(instance.record.appId);
   }
 
   private sendKill(instance: TrackedInstance, app: AppDefinition | undefined): void {
@@ -688,7 +698,55 @@ export class ServicesScheduler implements ServicesApi {
     }
   }
 
-  private async onUpdate(status: TaskStatus): Promise<void> {
+  /**
+   * Group commit for status updates. Applying one update is cheap, but planning every app and
+   * writing the store after each of them costs O(instances) per update: a thousand kills meant a
+   * thousand plans and a thousand synced writes. Updates that arrive together (a frame carries
+   * many) are applied together, written in one commit, then acknowledged and announced; then one
+   * plan. An update is acknowledged only once what it changed is durable, as before.
+   */
+  private queueUpdate(status: TaskStatus): void {
+    this.pendingUpdates.push(status);
+    if (this.pendingUpdates.length > 1 || this.closed) return;
+    // One turn first, so the rest of what already arrived joins this batch.
+    setImmediate(() => {
+      void this.serial(() => this.applyUpdates()).catch((error: unknown) => this.log.error({ err: error }, `status updates not written (they come again): ${(error as Error).message}`));
+    });
+  }
+
+  private async applyUpdates(): Promise<void> {
+    const batch = this.pendingUpdates.splice(0);
+    if (batch.length === 0 || this.closed) return;
+    const nowMs = Date.now();
+    const writes = new Map(this.unwrittenUpdates);
+    const changed: TrackedInstance[] = [];
+    for (const status of batch) {
+      const instance = this.applyUpdate(status, nowMs, writes);
+      if (instance) changed.push(instance);
+    }
+    if (writes.size > 0) {
+      try {
+        await this.store.commit([...writes.values()]);
+        this.unwrittenUpdates.clear();
+      } catch (error) {
+        // Unacknowledged, the updates come again; by then this batch's records are no longer
+        // tracked, so their writes are kept to go with that (or any later) batch.
+        this.unwrittenUpdates = writes;
+        throw error;
+      }
+    }
+    for (const status of batch) this.call(() => this.driver.acknowledge(status));
+    for (const instance of changed) {
+      this.emit({ type: 'task', task: this.serviceTask(instance) });
+      this.checkEndpointsSoon(instance.record.appId);
+    }
+    if (this.unreconciled) this.maybeReconciled();
+    else this.requestPlan();
+  }
+
+  /** Applies one update to the tracked instance it is about; returns that instance (undefined if none). */
+  private applyUpdate(status: TaskStatus, nowMs: number, writes: Map<string, StoreWrite>): TrackedInstance | undefined {
+    this.unreconciled?.delete(status.taskId);
     const instance = this.instances.get(status.taskId);
     if (!instance) {
       if (!isTerminal(status.state) && status.state !== 'UNKNOWN' && parseTaskId(status.taskId)) {
@@ -696,16 +754,16 @@ export class ServicesScheduler implements ServicesApi {
         this.log.info({ taskId: status.taskId, state: status.state }, 'killing a task with no instance record');
         this.call(() => this.driver.kill(status.taskId, { ...(status.agentId !== undefined && { agentId: status.agentId }), gracePeriodMs: ORPHAN_KILL_GRACE_MS }));
       }
-      return;
+      return undefined;
     }
-    const nowMs = Date.now();
     const { appId } = instance.record;
     const app = this.apps.get(appId)?.app;
     // UNKNOWN: the master has no such task (never launched, or long forgotten). Nothing runs; drop it.
     if (isTerminal(status.state) || status.state === 'UNKNOWN') {
       this.untrack(instance);
       instance.probe?.stop();
-      await this.store.commit([deleteInstance(instance.record)]);
+      const write = deleteInstance(instance.record);
+      writes.set(write.key, write);
       instance.taskState = status.state;
       const unexpected = !instance.record.killRequested && status.state !== 'UNKNOWN';
       if (unexpected && app) {
@@ -738,11 +796,7 @@ export class ServicesScheduler implements ServicesApi {
       }
       this.maybeProbeReadiness(instance);
     }
-    this.unreconciled?.delete(status.taskId);
-    this.emit({ type: 'task', task: this.serviceTask(instance) });
-    this.checkEndpoints(appId);
-    if (this.unreconciled) this.maybeReconciled();
-    else this.requestPlan();
+    return instance;
   }
 
   private async onOffers(offers: Offer[]): Promise<void> {
@@ -776,7 +830,9 @@ export class ServicesScheduler implements ServicesApi {
         task.command.environment = { ...task.command.environment, ...this.discoveryEnvironment(app, instanceId, chosen.offer.hostname) };
         chosen.resources = subtract(chosen.resources, task.resources);
         left.set(chosen.offer.id, { offer: chosen.offer, resources: chosen.resources });
-        launches.set(chosen.offer.id, [...(launches.get(chosen.offer.id) ?? []), task]);
+        const onOffer = launches.get(chosen.offer.id);
+        if (onOffer) onOffer.push(task);
+        else launches.set(chosen.offer.id, [task]);
         records.push({
           instanceId,
           appId,
@@ -885,7 +941,7 @@ export class ServicesScheduler implements ServicesApi {
       t.ready = true;
       if (!this.instances.has(t.record.taskId)) return;
       this.emit({ type: 'task', task: this.serviceTask(t) });
-      this.checkEndpoints(t.record.appId);
+      this.checkEndpointsSoon(t.record.appId);
       this.requestPlan();
     });
     t.probe.start();
@@ -913,6 +969,18 @@ export class ServicesScheduler implements ServicesApi {
       .filter((t) => t.taskState === 'RUNNING' && this.stateOf(t) === 'ready' && t.record.ports.length > 0)
       .sort((a, b) => (a.record.taskId < b.record.taskId ? -1 : 1))
       .map((t) => ({ taskId: t.record.taskId, host: t.record.hostname, port: t.record.ports[0]!, ports: [...t.record.ports] }));
+  }
+
+  /** Checks the app's endpoints on the next turn: a burst of changes costs one check (each is O(instances)). */
+  private checkEndpointsSoon(appId: AppId): void {
+    if (this.endpointsToCheck.size === 0) {
+      setImmediate(() => {
+        const apps = [...this.endpointsToCheck];
+        this.endpointsToCheck.clear();
+        if (!this.closed) for (const id of apps) this.checkEndpoints(id);
+      });
+    }
+    this.endpointsToCheck.add(appId);
   }
 
   private checkEndpoints(appId: AppId): void {

@@ -3,10 +3,12 @@
  * scheduler itself restarted mid-deployment, and its state round-tripping through a real Redis.
  */
 import { randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { validateAppDefinition, type AppDefinitionInput, type DeploymentView, type ServicesApi } from '../../frameworks/services/index.ts';
-import { MemoryStore } from '../../frameworks/sdk/index.ts';
+import { MemoryStore, type StoreWrite } from '../../frameworks/sdk/index.ts';
 import { ServicesScheduler } from '../../frameworks/services/scheduler.ts';
 import { putApp, putInstance, putVersion } from '../../frameworks/services/services-store.ts';
 import { quiet, removeDir, tempDir, testRedis, waitFor } from './helpers.ts';
@@ -32,6 +34,18 @@ async function finished(api: ServicesApi, id: string, timeoutMs = 20_000): Promi
     `deployment ${id} to finish`,
     timeoutMs,
   );
+}
+
+/** A memory store whose commits can be made to fail, as a full disk or a lost Redis would; it counts the failures per key. */
+class FlakyStore extends MemoryStore {
+  failing = false;
+  readonly failedWritesOf = new Map<string, number>();
+
+  override async commit(writes: readonly StoreWrite[]): Promise<number[]> {
+    if (!this.failing) return super.commit(writes);
+    for (const write of writes) this.failedWritesOf.set(write.key, (this.failedWritesOf.get(write.key) ?? 0) + 1);
+    throw new Error('no space left on device (a test store)');
+  }
 }
 
 const sleeper = (id: string, extra: Partial<AppDefinitionInput> = {}) =>
@@ -145,6 +159,44 @@ describe('services scheduler recovery', () => {
       await c.framework?.close();
       c.framework = undefined;
       removeDir(storeDir);
+    }
+  });
+
+  it('acknowledges no status update it could not write: the update comes again and is applied once the store works', async () => {
+    const c = await newCluster();
+    await c.addAgent({ statusUpdateRetry: { initialMs: 200, maxMs: 400 } });
+    const store = new FlakyStore();
+    const triggers = tempDir('agora-services-exit-');
+    const scheduler = new ServicesScheduler({ master: c.master.wsUrl, store, logger: quiet, reconnect: { initialMs: 50, maxMs: 500 } });
+    try {
+      await scheduler.start();
+      // Each instance runs until its trigger file appears, then fails.
+      const app = sleeper('/flaky', { instances: 2, cmd: `until [ -e ${triggers}/$AGORA_INSTANCE_ID ]; do sleep 0.05; done; exit 3`, backoff: { seconds: 0.1, factor: 1, maxLaunchDelaySeconds: 0.1 } });
+      await finished(scheduler, (await scheduler.putApp(app)).id);
+      const [victim, survivor] = await scheduler.tasks('/flaky');
+      const victimKey = `instances/flaky/${victim!.instanceId}`;
+
+      store.failing = true;
+      writeFileSync(join(triggers, victim!.instanceId), '');
+      // Not written, so not acknowledged: the agent sends the FAILED update again, and again the write fails.
+      await waitFor(() => (store.failedWritesOf.get(victimKey) ?? 0) >= 2, 'the unwritten update to come again');
+      expect(await store.get(victimKey)).toBeDefined();
+      // The master keeps a task whose terminal update is unacknowledged among the live ones.
+      expect(c.masterTasks(scheduler.frameworkId).live.find((t) => t.taskId === victim!.taskId)).toMatchObject({ state: 'FAILED' });
+
+      store.failing = false;
+      const replaced = await waitFor(async () => {
+        const tasks = await scheduler.tasks('/flaky');
+        return tasks.length === 2 && tasks.every((t) => t.state === 'RUNNING') && !(await store.get(victimKey)) ? tasks : undefined;
+      }, 'the failed instance to be written off and replaced');
+      expect(replaced.map((t) => t.taskId)).toContain(survivor!.taskId);
+      expect(replaced.map((t) => t.taskId)).not.toContain(victim!.taskId);
+      await waitFor(() => c.masterTasks(scheduler.frameworkId).completed.some((t) => t.taskId === victim!.taskId), 'the FAILED update to be acknowledged');
+      // The store holds exactly the two live instances: a restarted scheduler would find no ghost.
+      expect((await store.list('instances/flaky/')).map((e) => e.key).sort()).toEqual(replaced.map((t) => `instances/flaky/${t.instanceId}`).sort());
+    } finally {
+      await scheduler.close();
+      removeDir(triggers);
     }
   });
 
