@@ -80,14 +80,26 @@ function fullMatch(pattern: string, value: string): boolean {
   return regex.test(value);
 }
 
+/** How many of `placed` each host runs. */
+export function instancesPerHost(placed: readonly PlacementTarget[]): Map<string, number> {
+  const perHost = new Map<string, number>();
+  for (const p of placed) perHost.set(p.hostname, (perHost.get(p.hostname) ?? 0) + 1);
+  return perHost;
+}
+
 /**
  * The candidate to place the next instance on: among those meeting every constraint, the one whose
  * host runs the fewest instances of the app (the default spread; ties keep the candidates' order,
- * so a caller's own ranking — e.g. best resource fit — breaks them).
+ * so a caller's own ranking — e.g. best resource fit — breaks them). A caller placing many
+ * instances in a row passes `perHost` (instancesPerHost(placed), kept up to date) rather than
+ * have it counted again for each.
  */
-export function chooseOffer<T extends PlacementTarget>(constraints: readonly Constraint[], candidates: readonly T[], placed: readonly PlacementTarget[]): T | undefined {
-  const perHost = new Map<string, number>();
-  for (const p of placed) perHost.set(p.hostname, (perHost.get(p.hostname) ?? 0) + 1);
+export function chooseOffer<T extends PlacementTarget>(
+  constraints: readonly Constraint[],
+  candidates: readonly T[],
+  placed: readonly PlacementTarget[],
+  perHost: ReadonlyMap<string, number> = instancesPerHost(placed),
+): T | undefined {
   let best: T | undefined;
   let bestCount = Infinity;
   for (const candidate of candidates) {

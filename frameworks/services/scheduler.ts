@@ -44,7 +44,7 @@ import type { AppDefinition, AppId } from './app-definition.ts';
 import { appIdSchema } from './app-definition.ts';
 import { assignHostPorts, parseTaskId, taskInfoFor } from './app-task.ts';
 import { NO_BACKOFF, recordFailure, recordHealthy, type LaunchBackoff } from './backoff.ts';
-import { chooseOffer, type PlacementTarget } from './constraints.ts';
+import { chooseOffer, instancesPerHost, type PlacementTarget } from './constraints.ts';
 import { deploymentProgress, failDeployment, planDeployment, startDeployment, type Deployment } from './deployment.ts';
 import { instanceState, type Instance } from './instances.ts';
 import { AppDefinitionError, validateAppDefinition } from './parse-app-definition.ts';
@@ -817,12 +817,14 @@ export class ServicesScheduler implements ServicesApi {
       if (!base || !stored) continue;
       const app: AppDefinition = { ...base, instances: stored.app.instances };
       const placed: PlacementTarget[] = this.liveInstances(appId).map((t) => ({ hostname: t.record.hostname, attributes: t.record.attributes }));
+      const perHost = instancesPerHost(placed);
+      const demand: Resources = { cpus: app.cpus, mem: app.mem, ...(app.disk > 0 && { disk: app.disk }) };
+      const fits = (resources: Resources) => contains(resources, demand) && assignHostPorts(app, resources) !== undefined;
+      // Offers that can take one more instance; only the one just placed on changes, so only it is looked at again.
+      let candidates = [...left.values()].filter(({ resources }) => fits(resources)).map((c) => ({ ...c, hostname: c.offer.hostname, attributes: c.offer.attributes }));
       let launched = 0;
       while (launched < need.count) {
-        const candidates = [...left.values()]
-          .filter(({ resources }) => contains(resources, { cpus: app.cpus, mem: app.mem, ...(app.disk > 0 && { disk: app.disk }) }) && assignHostPorts(app, resources) !== undefined)
-          .map((c) => ({ ...c, hostname: c.offer.hostname, attributes: c.offer.attributes }));
-        const chosen = chooseOffer(app.constraints, candidates, placed);
+        const chosen = chooseOffer(app.constraints, candidates, placed, perHost);
         if (!chosen) break;
         const ports = assignHostPorts(app, chosen.resources)!;
         const instanceId = `${nowMs.toString(36)}-${randomBytes(3).toString('hex')}`;
@@ -845,6 +847,8 @@ export class ServicesScheduler implements ServicesApi {
           startedAtMs: nowMs,
         });
         placed.push({ hostname: chosen.offer.hostname, attributes: chosen.offer.attributes });
+        perHost.set(chosen.offer.hostname, (perHost.get(chosen.offer.hostname) ?? 0) + 1);
+        if (!fits(chosen.resources)) candidates = candidates.filter((c) => c !== chosen);
         launched++;
       }
       if (launched < need.count) this.log.debug({ appId, wanted: need.count, launched }, 'offers could not take every instance');
