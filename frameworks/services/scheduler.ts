@@ -76,6 +76,10 @@ interface TrackedInstance {
 /** Finished deployments kept for `getDeployment` (a CLI waiting on one must see how it ended). */
 const FINISHED_DEPLOYMENTS_KEPT = 50;
 const ORPHAN_KILL_GRACE_MS = 3000;
+/** How soon writes of status updates that failed are tried again when no new update comes first. */
+const UNWRITTEN_RETRY_MS = 1000;
+/** The filter on offers declined because the store failed to take the records of their launches. */
+const STORE_FAILURE_REFUSE_SECONDS = 1;
 const ONE_WEEK_MS = 7 * 24 * 3600 * 1000;
 
 export class ServicesScheduler implements ServicesApi {
@@ -105,6 +109,9 @@ export class ServicesScheduler implements ServicesApi {
   private pendingUpdates: TaskStatus[] = [];
   /** Writes of applied updates whose commit failed, by key: retried with the next batch (the agents resend those updates). */
   private unwrittenUpdates = new Map<string, StoreWrite>();
+  /** Instances those updates changed: their task events go out once the writes are in. */
+  private unannounced = new Set<TrackedInstance>();
+  private retryTimer: NodeJS.Timeout | undefined;
   /** Apps whose endpoints may have changed since the last check. */
   private readonly endpointsToCheck = new Set<AppId>();
   /** Task ids the master has not answered for since the last SUBSCRIBED; nothing is planned until empty. */
@@ -215,6 +222,7 @@ export class ServicesScheduler implements ServicesApi {
     this.closed = true;
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
     if (this.reconcileTimer) clearTimeout(this.reconcileTimer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
     for (const instance of this.instances.values()) instance.probe?.stop();
     await this.driverInstance?.stop();
     await this.queue.catch(() => undefined);
@@ -709,37 +717,51 @@ export class ServicesScheduler implements ServicesApi {
     this.pendingUpdates.push(status);
     if (this.pendingUpdates.length > 1 || this.closed) return;
     // One turn first, so the rest of what already arrived joins this batch.
-    setImmediate(() => {
-      void this.serial(() => this.applyUpdates()).catch((error: unknown) => this.log.error({ err: error }, `status updates not written (they come again): ${(error as Error).message}`));
-    });
+    setImmediate(() => this.runApplyUpdates());
+  }
+
+  private runApplyUpdates(): void {
+    void this.serial(() => this.applyUpdates()).catch((error: unknown) => this.log.error({ err: error }, `status updates not written (tried again shortly; they stay unacknowledged until then): ${(error as Error).message}`));
   }
 
   private async applyUpdates(): Promise<void> {
     const batch = this.pendingUpdates.splice(0);
-    if (batch.length === 0 || this.closed) return;
+    if (this.closed || (batch.length === 0 && this.unwrittenUpdates.size === 0)) return;
     const nowMs = Date.now();
     const writes = new Map(this.unwrittenUpdates);
-    const changed: TrackedInstance[] = [];
-    for (const status of batch) {
-      const instance = this.applyUpdate(status, nowMs, writes);
-      if (instance) changed.push(instance);
-    }
-    if (writes.size > 0) {
-      try {
-        await this.store.commit([...writes.values()]);
-        this.unwrittenUpdates.clear();
-      } catch (error) {
-        // Unacknowledged, the updates come again; by then this batch's records are no longer
-        // tracked, so their writes are kept to go with that (or any later) batch.
-        this.unwrittenUpdates = writes;
-        throw error;
+    const changed = new Set(this.unannounced);
+    try {
+      for (const status of batch) {
+        const instance = this.applyUpdate(status, nowMs, writes);
+        if (instance) changed.add(instance);
       }
+      if (writes.size > 0) await this.store.commit([...writes.values()]);
+    } catch (error) {
+      // The updates stay unacknowledged and come again, but by then the instances they ended are
+      // no longer tracked: their writes and announcements are kept for the next batch, and a retry
+      // is due even if no update comes (reconciliation answers are never resent).
+      this.unwrittenUpdates = writes;
+      this.unannounced = changed;
+      if (!this.retryTimer) {
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = undefined;
+          this.runApplyUpdates();
+        }, UNWRITTEN_RETRY_MS);
+        this.retryTimer.unref();
+      }
+      // What ended has ended, written or not: it must leave the endpoints (traffic) at once.
+      this.afterUpdates(changed);
+      throw error;
     }
+    this.unwrittenUpdates.clear();
+    this.unannounced.clear();
     for (const status of batch) this.call(() => this.driver.acknowledge(status));
-    for (const instance of changed) {
-      this.emit({ type: 'task', task: this.serviceTask(instance) });
-      this.checkEndpointsSoon(instance.record.appId);
-    }
+    for (const instance of changed) this.emit({ type: 'task', task: this.serviceTask(instance) });
+    this.afterUpdates(changed);
+  }
+
+  private afterUpdates(changed: ReadonlySet<TrackedInstance>): void {
+    for (const instance of changed) this.checkEndpointsSoon(instance.record.appId);
     if (this.unreconciled) this.maybeReconciled();
     else this.requestPlan();
   }
@@ -856,7 +878,14 @@ export class ServicesScheduler implements ServicesApi {
 
     if (records.length > 0) {
       // Write-ahead: the records are durable before any task exists (see the module comment).
-      await this.store.commit(records.map(putInstance));
+      try {
+        await this.store.commit(records.map(putInstance));
+      } catch (error) {
+        // Nothing launches; the offers go back with a short filter (not the long one for offers we
+        // do not need), so the launches are tried again soon after the store recovers.
+        this.call(() => this.driver.decline(offers.map((o) => o.id), STORE_FAILURE_REFUSE_SECONDS));
+        throw error;
+      }
       for (const record of records) {
         this.track({ record, taskState: 'STAGING', healthy: undefined, ready: undefined });
       }

@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { validateAppDefinition, type AppDefinitionInput, type DeploymentView, type ServicesApi } from '../../frameworks/services/index.ts';
+import { validateAppDefinition, type AppDefinitionInput, type DeploymentView, type ServicesApi, type ServicesEvent } from '../../frameworks/services/index.ts';
 import { MemoryStore, type StoreWrite } from '../../frameworks/sdk/index.ts';
 import { ServicesScheduler } from '../../frameworks/services/scheduler.ts';
 import { putApp, putInstance, putVersion } from '../../frameworks/services/services-store.ts';
@@ -168,10 +168,18 @@ describe('services scheduler recovery', () => {
     const store = new FlakyStore();
     const triggers = tempDir('agora-services-exit-');
     const scheduler = new ServicesScheduler({ master: c.master.wsUrl, store, logger: quiet, reconnect: { initialMs: 50, maxMs: 500 } });
+    const events: ServicesEvent[] = [];
+    scheduler.subscribe((event) => events.push(event));
+    const lastEndpoints = () => events.findLast((e) => e.type === 'endpoints' && e.appId === '/flaky');
     try {
       await scheduler.start();
       // Each instance runs until its trigger file appears, then fails.
-      const app = sleeper('/flaky', { instances: 2, cmd: `until [ -e ${triggers}/$AGORA_INSTANCE_ID ]; do sleep 0.05; done; exit 3`, backoff: { seconds: 0.1, factor: 1, maxLaunchDelaySeconds: 0.1 } });
+      const app = sleeper('/flaky', {
+        instances: 2,
+        ports: [{ port: 0, name: 'http' }],
+        cmd: `until [ -e ${triggers}/$AGORA_INSTANCE_ID ]; do sleep 0.05; done; exit 3`,
+        backoff: { seconds: 0.1, factor: 1, maxLaunchDelaySeconds: 0.1 },
+      });
       await finished(scheduler, (await scheduler.putApp(app)).id);
       const [victim, survivor] = await scheduler.tasks('/flaky');
       const victimKey = `instances/flaky/${victim!.instanceId}`;
@@ -183,6 +191,13 @@ describe('services scheduler recovery', () => {
       expect(await store.get(victimKey)).toBeDefined();
       // The master keeps a task whose terminal update is unacknowledged among the live ones.
       expect(c.masterTasks(scheduler.frameworkId).live.find((t) => t.taskId === victim!.taskId)).toMatchObject({ state: 'FAILED' });
+      // Written or not, it has ended: it leaves the endpoints (and so the proxy) at once; its task event waits for the write.
+      await waitFor(() => {
+        const last = lastEndpoints();
+        return last?.type === 'endpoints' && last.endpoints.map((e) => e.taskId).join() === survivor!.taskId;
+      }, 'the failed instance to leave the endpoints');
+      const failedEvent = () => events.some((e) => e.type === 'task' && e.task.taskId === victim!.taskId && e.task.state === 'FAILED');
+      expect(failedEvent()).toBe(false);
 
       store.failing = false;
       const replaced = await waitFor(async () => {
@@ -192,6 +207,7 @@ describe('services scheduler recovery', () => {
       expect(replaced.map((t) => t.taskId)).toContain(survivor!.taskId);
       expect(replaced.map((t) => t.taskId)).not.toContain(victim!.taskId);
       await waitFor(() => c.masterTasks(scheduler.frameworkId).completed.some((t) => t.taskId === victim!.taskId), 'the FAILED update to be acknowledged');
+      expect(failedEvent()).toBe(true);
       // The store holds exactly the two live instances: a restarted scheduler would find no ghost.
       expect((await store.list('instances/flaky/')).map((e) => e.key).sort()).toEqual(replaced.map((t) => `instances/flaky/${t.instanceId}`).sort());
     } finally {

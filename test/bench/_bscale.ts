@@ -1,0 +1,20 @@
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { startMasterServer } from '../../master/http/server.ts';
+import { serveBatch } from '../../frameworks/batch/serve.ts';
+import { startSimulatedAgents } from '../../test/bench/simulated-agents.ts';
+const logger = pino({ level: 'error' });
+const server = await startMasterServer({ port: 0, logger });
+const agents = await startSimulatedAgents(server.wsUrl, 50, { tasks: 'finish' });
+const svc = await serveBatch({ master: server.wsUrl, store: mkdtempSync(path.join(os.tmpdir(), 'bs-')), port: 0, logger });
+const N = Number(process.env.N ?? 5000);
+const post = async (u: string, b?: unknown) => { const r = await fetch(svc.url + u, { method: 'POST', headers: { 'content-type': 'application/json' }, body: b === undefined ? undefined : JSON.stringify(b) }); const t = await r.text(); if (!r.ok) throw new Error(t); return JSON.parse(t); };
+await post('/v1/jobs', { id: 'big', cmd: 'true', cpus: 0.01, mem: 1, array: `0-${N - 1}` });
+const t0 = performance.now();
+const run = await post('/v1/jobs/big/runs');
+for (;;) { const r = await (await fetch(`${svc.url}/v1/runs/${run.id}?summary=true`)).json() as any; if (r.state !== 'active' && r.state !== 'queued' && r.state !== 'running') { console.log(r.state, JSON.stringify(r).slice(0, 200)); break; } await new Promise((res) => setTimeout(res, 50)); }
+console.log(`${N} tasks in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+let t1 = performance.now(); const b = await (await fetch(`${svc.url}/v1/runs/${run.id}/tasks`)).text(); console.log(`GET tasks ${(performance.now() - t1).toFixed(0)} ms ${(b.length/1024).toFixed(0)} KiB`);
+await svc.close(); await agents.stop(); await server.close(); process.exit(0);
