@@ -200,7 +200,9 @@ function abandonRun(run: Run, atMs: number, reason: string): Run {
 function locate(run: Run, taskId: string): { position: number; task: RunTask; attempt: number } | undefined {
   const parsed = parseTaskId(taskId);
   if (!parsed || parsed.runId !== run.id) return undefined;
-  const position = run.tasks.findIndex((t) => t.index === parsed.index);
+  // Tasks are in index order, and usually task i has index i (0-N arrays): look there first.
+  const guess = run.tasks[parsed.index];
+  const position = guess?.index === parsed.index ? parsed.index : run.tasks.findIndex((t) => t.index === parsed.index);
   const task = run.tasks[position];
   return task ? { position, task, attempt: parsed.attempt } : undefined;
 }

@@ -233,9 +233,13 @@ export class BatchScheduler implements BatchApi {
   private requestPlan(): void {
     if (this.planRequested || this.closed) return;
     this.planRequested = true;
-    void this.serial(() => {
-      this.planRequested = false;
-      this.planInBackground();
+    // One turn first, so every update of a frame (it carries many) is in before the plan: each
+    // plan walks every task of every active run, and a plan per update made big arrays quadratic.
+    setImmediate(() => {
+      void this.serial(() => {
+        this.planRequested = false;
+        this.planInBackground();
+      });
     });
   }
 
