@@ -2,7 +2,7 @@
  * `npm run bench -- NAME [--json]`: runs one benchmark and prints its figures. With --json the last
  * line printed is one JSON object. Benchmarks print numbers; nothing here asserts on time.
  */
-const BENCHES = ['launch', 'allocator', 'spawn', 'docker', 'services', 'services-scale', 'batch'] as const;
+const BENCHES = ['launch', 'allocator', 'spawn', 'docker', 'services', 'services-scale', 'batch', 'batch-scale'] as const;
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');
