@@ -8,34 +8,16 @@
  * What it shows is the scheduler's own cost per task as arrays grow (the `batch` bench measures
  * real processes on one agent). Knobs (environment): BENCH_TASKS, BENCH_AGENTS (50).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { pino } from 'pino';
-import { startMasterServer } from '../../master/http/server.ts';
 import { serveBatch } from '../../frameworks/batch/serve.ts';
-import { startSimulatedAgents } from './simulated-agents.ts';
+import { serveOnSimulatedAgents } from './simulated-agents.ts';
 import { round2 } from './stats.ts';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 8000);
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 50);
 
 export default async function run(_opts: { json: boolean }): Promise<Record<string, unknown>> {
-  const logger = pino({ level: 'error' }, pino.destination(2));
-  const storeDir = mkdtempSync(path.join(os.tmpdir(), 'agora-batch-scale-'));
-  const server = await startMasterServer({ port: 0, logger });
-  const agents = await startSimulatedAgents(server.wsUrl, AGENTS, { tasks: 'finish' });
-  const batch = await serveBatch({ master: server.wsUrl, store: storeDir, port: 0, logger });
-
-  async function call(method: string, url: string, body?: unknown): Promise<unknown> {
-    const response = await fetch(`${batch.url}${url}`, {
-      method,
-      ...(body !== undefined && { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
-    });
-    const text = await response.text();
-    if (!response.ok) throw new Error(`${method} ${url}: ${response.status} ${text}`);
-    return JSON.parse(text);
-  }
+  const cluster = await serveOnSimulatedAgents(serveBatch, { agents: AGENTS, tasks: 'finish', name: 'batch-scale' });
+  const call = async (method: string, url: string, body?: unknown): Promise<unknown> => JSON.parse((await cluster.call(method, url, body)).body);
 
   try {
     await call('POST', '/v1/jobs', { id: 'big', cmd: 'true', cpus: 0.01, mem: 1, array: `0-${TASKS - 1}` });
@@ -57,9 +39,6 @@ export default async function run(_opts: { json: boolean }): Promise<Record<stri
     console.log(`batch-scale: an array of ${TASKS} tasks on ${AGENTS} simulated agents (file store, HTTP API): submit → succeeded in ${seconds.toFixed(2)} s = ${tasksPerSecond} tasks/s; GET its tasks ${readMs.toFixed(0)} ms`);
     return { bench: 'batch-scale', tasks: TASKS, agents: AGENTS, seconds: round2(seconds), tasksPerSecond, readTasksMs: round2(readMs) };
   } finally {
-    await batch.close();
-    await agents.stop();
-    await server.close();
-    rmSync(storeDir, { recursive: true, force: true });
+    await cluster.close();
   }
 }

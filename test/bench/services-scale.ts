@@ -10,43 +10,18 @@
  *
  * Knobs (environment): BENCH_APPS (5), BENCH_INSTANCES (1,000 per app), BENCH_AGENTS (50).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { pino } from 'pino';
-import { startMasterServer } from '../../master/http/server.ts';
 import { serveServices } from '../../frameworks/services/serve.ts';
-import { startSimulatedAgents } from './simulated-agents.ts';
+import { serveOnSimulatedAgents } from './simulated-agents.ts';
 import { median, percentile, round2 } from './stats.ts';
 
 const APPS = Number(process.env.BENCH_APPS ?? 5);
 const PER_APP = Number(process.env.BENCH_INSTANCES ?? 1000);
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 50);
 
-interface Timed {
-  ms: number;
-  bytes: number;
-  body: string;
-}
-
 export default async function run(_opts: { json: boolean }): Promise<Record<string, unknown>> {
-  const logger = pino({ level: 'error' }, pino.destination(2));
-  const storeDir = mkdtempSync(path.join(os.tmpdir(), 'agora-services-scale-'));
-  const server = await startMasterServer({ port: 0, logger });
-  const agents = await startSimulatedAgents(server.wsUrl, AGENTS, { tasks: 'run' });
-  const services = await serveServices({ master: server.wsUrl, store: storeDir, port: 0, logger });
+  const cluster = await serveOnSimulatedAgents(serveServices, { agents: AGENTS, tasks: 'run', name: 'services-scale' });
   const apps = Array.from({ length: APPS }, (_, i) => `/scale/app-${i}`);
-
-  async function call(method: string, url: string, body?: unknown): Promise<Timed> {
-    const start = performance.now();
-    const response = await fetch(`${services.url}${url}`, {
-      method,
-      ...(body !== undefined && { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
-    });
-    const text = await response.text();
-    if (!response.ok) throw new Error(`${method} ${url}: ${response.status} ${text}`);
-    return { ms: performance.now() - start, bytes: text.length, body: text };
-  }
+  const call = cluster.call;
 
   /** Resolves when no deployment is running any more (polled through the API, as `agora app deploy --wait` does). */
   async function deploymentsDone(): Promise<void> {
@@ -87,9 +62,9 @@ export default async function run(_opts: { json: boolean }): Promise<Record<stri
     ];
     const api: Record<string, { medianMs: number; kib: number }> = {};
     for (const [name, url] of reads) {
-      const samples: Timed[] = [];
+      const samples: { ms: number; body: string }[] = [];
       for (let i = 0; i < 7; i++) samples.push(await call('GET', url));
-      api[name] = { medianMs: round2(median(samples.map((s) => s.ms))), kib: Math.round(samples[0]!.bytes / 1024) };
+      api[name] = { medianMs: round2(median(samples.map((s) => s.ms))), kib: Math.round(samples[0]!.body.length / 1024) };
     }
 
     // A rolling restart of one app, with the API read every 20 ms meanwhile.
@@ -141,9 +116,6 @@ export default async function run(_opts: { json: boolean }): Promise<Record<stri
     for (const [name, figures] of Object.entries(api)) console.log(`  ${name.padEnd(30)} ${figures.medianMs.toFixed(1).padStart(7)} ms median   ${figures.kib} KiB`);
     return result;
   } finally {
-    await services.close();
-    await agents.stop();
-    await server.close();
-    rmSync(storeDir, { recursive: true, force: true });
+    await cluster.close();
   }
 }

@@ -36,7 +36,11 @@ async function finished(api: ServicesApi, id: string, timeoutMs = 20_000): Promi
   );
 }
 
-/** A memory store whose commits can be made to fail, as a full disk or a lost Redis would; it counts the failures per key. */
+/**
+ * A memory store whose commits can be made to fail, as a full disk or a lost Redis would; it counts
+ * the failures per key. A fake on purpose: a real file store on a filled tmpfs still takes a small
+ * commit into the free end of its log's last page, so the failure would come and go with sizes.
+ */
 class FlakyStore extends MemoryStore {
   failing = false;
   readonly failedWritesOf = new Map<string, number>();
