@@ -5,8 +5,12 @@
  * Docker Swarm in the same run, when `docker swarm` works here (../shared/peers/swarm-replicas.sh).
  * Target: speedup (swarm / agora) ≥ 6.
  *
- * One warm-up deploy, then BENCH_ROUNDS (3) rounds, each an Agora deploy followed by a Swarm one
- * (interleaved, so both see the same machine), and the median of each. On a 2-vCPU VM both are
+ * One warm-up deploy, then BENCH_ROUNDS (3) rounds, each the bare engine, then an Agora deploy, then
+ * a Swarm one (interleaved, so all see the same machine), and the median of each. The bare engine
+ * round is 50 dockerode create+start calls in parallel with the very create body the agent sends
+ * for these instances: no scheduler can bring them up faster through this engine, so it bounds the
+ * speedup any scheduler could reach here (`ceiling` = swarm / engine) and shows what Agora adds on
+ * top (`overhead` = agora / engine). On a 2-vCPU VM both are
  * bound by the engine: `docker create` + `start` of 50 containers alone takes ~2.4-3 s there
  * (runc, containerd-shim and dockerd share the two cores, ~55 ms of CPU per container start), and
  * single runs of either side vary by ±30 % — hence medians. Part of that is the disk: the engine
@@ -24,6 +28,7 @@ import { connectDocker, DockerContainerizer } from '../../agent/containerizers/d
 import { startMasterServer } from '../../master/http/server.ts';
 import { startServicesFramework } from '../../frameworks/services/main.ts';
 import { validateAppDefinition } from '../../frameworks/services/index.ts';
+import { containerCreateOptions, DEFAULT_PIDS_LIMIT, Label } from '../../agent/containerizers/docker-spec.ts';
 import { ensureTestImage, TEST_IMAGE } from '../docker-image.ts';
 import { median, round2 } from './stats.ts';
 
@@ -34,6 +39,8 @@ const SWARM_SCRIPT = path.join(ROOT, '..', 'shared', 'peers', 'swarm-replicas.sh
 
 interface AgoraCluster {
   deploy(round: number): Promise<number>;
+  /** The same containers created and started straight through dockerode, in parallel (seconds). */
+  bareEngine(round: number): Promise<number>;
   /** Resolves once no container matching the filters exists any more (at most a minute). */
   engineIdle(filters: { label: string[] }): Promise<void>;
   close(): Promise<void>;
@@ -85,6 +92,26 @@ async function startAgora(): Promise<AgoraCluster> {
     return seconds;
   }
 
+  async function bareEngine(round: number): Promise<number> {
+    const sandbox = mkdtempSync(path.join(workDir, 'bare-'));
+    const runLabel = `agora.bench-bare=${round}`;
+    const bodies = Array.from({ length: INSTANCES }, (_, i) => {
+      const body = containerCreateOptions(
+        'bench-bare',
+        { taskId: `bare-${round}-${i}`, resources: { cpus: 0.1, mem: 32 }, command: { value: 'sleep 3600' }, container: { type: 'DOCKER', docker: { image: TEST_IMAGE } } },
+        sandbox,
+        { workDir, agentId: undefined, advertiseIp: '127.0.0.1', allowedVolumes: [], dockerSockets: ['/var/run/docker.sock'], pidsLimit: DEFAULT_PIDS_LIMIT, init: true },
+      );
+      return { ...body, name: `agora-bench-bare-${round}-${i}-${process.pid}`, Labels: { ...body.Labels, 'agora.bench-bare': String(round) } };
+    });
+    const start = performance.now();
+    await Promise.all(bodies.map(async (body) => (await docker.createContainer(body)).start()));
+    const seconds = (performance.now() - start) / 1000;
+    const left = await docker.listContainers({ all: true, filters: { label: [runLabel, `${Label.workDir}=${workDir}`] } });
+    await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
+    return seconds;
+  }
+
   /** Waits for the agent's containers to be gone, so the next round starts from an idle engine. */
   async function removeContainers(): Promise<void> {
     const filters = { label: [`agora.work-dir=${workDir}`] };
@@ -114,7 +141,7 @@ async function startAgora(): Promise<AgoraCluster> {
     }
   }
 
-  return { deploy, engineIdle, close };
+  return { deploy, bareEngine, engineIdle, close };
 }
 
 function swarmSeconds(): Promise<number | undefined> {
@@ -133,11 +160,14 @@ function swarmSeconds(): Promise<number | undefined> {
 export default async function run(_opts: { json: boolean }): Promise<Record<string, unknown>> {
   const agora = await startAgora();
   const agoraRounds: number[] = [];
+  const engineRounds: number[] = [];
   const swarmRounds: number[] = [];
-  let swarmWorks = existsSync(SWARM_SCRIPT);
+  // BENCH_SWARM=0 skips Swarm (profiling Agora alone).
+  let swarmWorks = existsSync(SWARM_SCRIPT) && process.env.BENCH_SWARM !== '0';
   try {
     console.log(`services: warm-up deploy ${(await agora.deploy(0)).toFixed(2)} s`);
     for (let round = 1; round <= ROUNDS; round++) {
+      engineRounds.push(await agora.bareEngine(round));
       agoraRounds.push(await agora.deploy(round));
       const swarm = swarmWorks ? await swarmSeconds() : undefined;
       // `docker service rm` returns while the engine still removes the replicas: let it finish, so
@@ -145,17 +175,24 @@ export default async function run(_opts: { json: boolean }): Promise<Record<stri
       if (swarm !== undefined) await agora.engineIdle({ label: ['com.docker.swarm.service.id'] });
       if (swarm === undefined) swarmWorks = false;
       else swarmRounds.push(swarm);
-      console.log(`  round ${round}: Agora ${agoraRounds.at(-1)!.toFixed(2)} s` + (swarm === undefined ? '' : `, Docker Swarm ${swarm.toFixed(2)} s`));
+      console.log(`  round ${round}: bare engine ${engineRounds.at(-1)!.toFixed(2)} s, Agora ${agoraRounds.at(-1)!.toFixed(2)} s` + (swarm === undefined ? '' : `, Docker Swarm ${swarm.toFixed(2)} s`));
     }
   } finally {
     await agora.close();
   }
   const agoraSeconds = median(agoraRounds);
+  const engineSeconds = median(engineRounds);
+  const overhead = Math.round((agoraSeconds / engineSeconds) * 100) / 100;
   const swarm = swarmRounds.length === ROUNDS ? median(swarmRounds) : undefined;
   const speedup = swarm === undefined ? null : Math.round((swarm / agoraSeconds) * 10) / 10;
+  const ceiling = swarm === undefined ? null : Math.round((swarm / engineSeconds) * 10) / 10;
   console.log(
     `services: ${INSTANCES} Docker instances RUNNING through Agora in ${agoraSeconds.toFixed(2)} s (median of ${ROUNDS})` +
       (swarm === undefined ? '; Docker Swarm not measured here' : `; Docker Swarm ${swarm.toFixed(2)} s; speedup ${speedup}× (target ≥ 6)`),
+  );
+  console.log(
+    `services: the bare engine (the same ${INSTANCES} create bodies, create+start in parallel) ${engineSeconds.toFixed(2)} s; Agora / engine ${overhead}` +
+      (ceiling === null ? '' : `; the most any scheduler could reach through this engine: ${ceiling}× Swarm`),
   );
   return {
     bench: 'services',
@@ -163,6 +200,9 @@ export default async function run(_opts: { json: boolean }): Promise<Record<stri
     agoraSeconds: round2(agoraSeconds),
     swarmSeconds: swarm === undefined ? null : round2(swarm),
     speedup,
-    rounds: { agora: agoraRounds.map(round2), swarm: swarmRounds.map(round2) },
+    engineSeconds: round2(engineSeconds),
+    overhead,
+    ceiling,
+    rounds: { engine: engineRounds.map(round2), agora: agoraRounds.map(round2), swarm: swarmRounds.map(round2) },
   };
 }
