@@ -131,6 +131,8 @@ export class DockerContainerizer implements Containerizer {
   /** Containers whose outcome is still to be read: the sweeps never touch them. */
   private readonly active = new Set<string>();
   private readonly pulls = new Map<string, PullInProgress>();
+  /** Image inspects in flight, shared by the launches that arrive while one runs. */
+  private readonly inspects = new Map<string, Promise<boolean>>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private initAtMs = 0;
   /** Creates in flight, and how many were ever begun: a sweep must not take a fresh one for an orphan. */
@@ -248,14 +250,7 @@ export class DockerContainerizer implements Containerizer {
 
   /** A local image is used as is (unless forcePull); otherwise pulled, one pull per image at a time. */
   private async ensureImage(image: string, forcePull: boolean, container: DockerContainer): Promise<void> {
-    if (!forcePull) {
-      try {
-        await this.docker.getImage(image).inspect();
-        return;
-      } catch (error) {
-        if (statusCodeOf(error) !== 404) throw error;
-      }
-    }
+    if (!forcePull && (await this.imageIsLocal(image))) return;
     let pull = this.pulls.get(image);
     if (!pull) {
       const listeners = new Set<(percent: number | undefined) => void>();
@@ -277,6 +272,30 @@ export class DockerContainerizer implements Containerizer {
     } finally {
       pull.listeners.delete(progress);
     }
+  }
+
+  /**
+   * Whether the engine has the image (404 → false; other errors throw). Launches of one image that
+   * arrive together share one inspect: a deployment's 50 instances ask the engine once, not 50
+   * times, while the engine is busiest with their creates.
+   */
+  private imageIsLocal(image: string): Promise<boolean> {
+    let inspect = this.inspects.get(image);
+    if (!inspect) {
+      inspect = this.docker
+        .getImage(image)
+        .inspect()
+        .then(
+          () => true,
+          (error: unknown) => {
+            if (statusCodeOf(error) === 404) return false;
+            throw error;
+          },
+        )
+        .finally(() => this.inspects.delete(image));
+      this.inspects.set(image, inspect);
+    }
+    return inspect;
   }
 
   /** Pulls with progress; the engine reports failures as ordinary progress events with `error`. */

@@ -186,6 +186,29 @@ describe.skipIf(!engine.available)('Docker tasks through a real master and agent
     expect(scheduler.updates.some((u) => u.taskId === id && u.state === 'STARTING' && /pulling image agora-test\/no-such-image:missing/.test(u.message ?? ''))).toBe(true);
   }, 90_000);
 
+  it('launches tasks of one image together, and fails each task of a missing image', async () => {
+    const present = [1, 2, 3].map(() => dockerTask('sleep 30', { resources: { cpus: 0.1, mem: 32 } }));
+    const missing = [1, 2].map(() => dockerTask('true', { resources: { cpus: 0.1, mem: 32 } }, { image: 'agora-test/no-such-image:together' }));
+    scheduler.launchOnNextOffer([...present, ...missing]);
+    for (const task of present) await scheduler.waitForUpdate(task.taskId, 'RUNNING', 30_000);
+    for (const task of missing) {
+      const failed = await scheduler.waitForUpdate(task.taskId, 'FAILED', 60_000);
+      expect(failed.reason).toBe('CONTAINER_IMAGE_PULL_FAILED');
+      expect(failed.message).toMatch(/^cannot pull image agora-test\/no-such-image:together: /);
+    }
+    // The image check is not cached past its answer: a task launched after the image exists runs.
+    await docker.getImage(TEST_IMAGE).tag({ repo: 'agora-test/no-such-image', tag: 'together' });
+    try {
+      const later = dockerTask('true', { resources: { cpus: 0.1, mem: 32 } }, { image: 'agora-test/no-such-image:together' });
+      launch(later);
+      await scheduler.waitForUpdate(later.taskId, 'FINISHED', 30_000);
+    } finally {
+      for (const task of present) scheduler.driver.kill(task.taskId);
+      await docker.getImage('agora-test/no-such-image:together').remove({ noprune: true }).catch(() => {});
+    }
+    for (const task of present) await scheduler.waitForUpdate(task.taskId, 'KILLED', 30_000);
+  }, 120_000);
+
   it('mounts volumes only from the allow-list, and never the Docker socket', async () => {
     const data = path.join(allowed, 'data');
     mkdirSync(data);

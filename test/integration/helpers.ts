@@ -195,10 +195,10 @@ export class TestScheduler {
   }
 
   /** Launches one task on the first offer that arrives (or is already waiting). */
-  launchOnNextOffer(task: TaskInfo): void {
+  launchOnNextOffer(task: TaskInfo | TaskInfo[]): void {
     this.onOffers = (offers, d) => {
       this.onOffers = () => {};
-      d.launch(offers[0]!, [task]);
+      d.launch(offers[0]!, Array.isArray(task) ? task : [task]);
     };
     this.driver.revive();
   }
