@@ -10,12 +10,14 @@
  * round is 50 dockerode create+start calls in parallel with the very create body the agent sends
  * for these instances: no scheduler can bring them up faster through this engine, so it bounds the
  * speedup any scheduler could reach here (`ceiling` = swarm / engine) and shows what Agora adds on
- * top (`overhead` = agora / engine). On a 2-vCPU VM both are
- * bound by the engine: `docker create` + `start` of 50 containers alone takes ~2.4-3 s there
- * (runc, containerd-shim and dockerd share the two cores, ~55 ms of CPU per container start), and
- * single runs of either side vary by ±30 % — hence medians. Part of that is the disk: the engine
- * creates a dozen files per container under /var/lib/docker, and on that VM's journal-less ext4
- * each creation gets slower for minutes after many deletions (the previous round's teardown).
+ * top (`overhead` = agora / engine).
+ *
+ * On a 2-vCPU VM all three are bound by the engine, which spends 125-165 ms of CPU per container
+ * (runc and its init ~45 %, containerd-shim ~20 %, dockerd ~15-25 %, libseccomp compiling the
+ * default profile alone ~5 %), so the bare 50 take 3.4-5 s and single runs vary by ±30 % — hence
+ * medians. Part of that is the disk: the engine creates a dozen files per container under
+ * /var/lib/docker, and on a journal-less ext4 each creation gets slower for a while after many
+ * deletions (ext4 skips inodes freed in the last 30 s; the previous round's teardown).
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
