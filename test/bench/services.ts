@@ -12,12 +12,14 @@
  * speedup any scheduler could reach here (`ceiling` = swarm / engine) and shows what Agora adds on
  * top (`overhead` = agora / engine).
  *
- * On a 2-vCPU VM all three are bound by the engine, which spends 125-165 ms of CPU per container
+ * On a 2-vCPU VM Agora and the bare round are bound by the engine, which spends 125-165 ms of CPU per container
  * (runc and its init ~45 %, containerd-shim ~20 %, dockerd ~15-25 %, libseccomp compiling the
  * default profile alone ~5 %), so the bare 50 take 3.4-5 s and single runs vary by ±30 % — hence
  * medians. Part of that is the disk: the engine creates a dozen files per container under
  * /var/lib/docker, and on a journal-less ext4 each creation gets slower for a while after many
- * deletions (ext4 skips inodes freed in the last 30 s; the previous round's teardown).
+ * deletions (ext4 skips inodes freed in the last 30 s; the previous round's teardown). Swarm's
+ * replicas join the default bridge network (a network namespace and a veth pair each: ~2.5× the
+ * engine CPU of a host-network container), on top of its orchestrator's own pace.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
