@@ -18,7 +18,7 @@
  * medians. Part of that is the disk: the engine creates a dozen files per container under
  * /var/lib/docker, and on a journal-less ext4 each creation gets slower for a while after many
  * deletions (ext4 skips inodes freed in the last 30 s; the previous round's teardown). Swarm's
- * replicas join the default bridge network (a network namespace and a veth pair each: ~2.5× the
+ * replicas join the default bridge network (a network namespace and a veth pair each: 2-2.5× the
  * engine CPU of a host-network container), on top of its orchestrator's own pace.
  */
 import { execFile } from 'node:child_process';
