@@ -12,13 +12,17 @@ import { startMaster, tempDir } from './helpers.ts';
 
 /**
  * `node server.mjs`: serves on $PORT0 after $LISTEN_AFTER_MS; answers 503 on /health when SICK=1,
- * otherwise 200 with its version. Exits on SIGTERM at once.
+ * and on /ready while $READY_FILE (when set) does not exist; otherwise 200 with its version. Exits
+ * on SIGTERM at once.
  */
 const SERVER = `
 import http from 'node:http';
+import { existsSync } from 'node:fs';
 const sick = process.env.SICK === '1';
+const readyFile = process.env.READY_FILE;
 const server = http.createServer((req, res) => {
-  res.writeHead(sick && req.url === '/health' ? 503 : 200);
+  const unready = req.url === '/ready' && readyFile !== undefined && !existsSync(readyFile);
+  res.writeHead((sick && req.url === '/health') || unready ? 503 : 200);
   res.end(process.env.AGORA_APP_VERSION ?? '');
 });
 setTimeout(() => server.listen(Number(process.env.PORT0), '127.0.0.1'), Number(process.env.LISTEN_AFTER_MS ?? 0));

@@ -101,6 +101,40 @@ describe('services scheduler recovery', () => {
     expect(tasks.every((t) => t.host === 'host-a' && t.state === 'RUNNING')).toBe(true);
   });
 
+  it('waits inactiveAfterSeconds before replacing an unreachable instance, and keeps one whose agent returns in time', async () => {
+    const c = await newCluster();
+    await c.addAgent({ hostname: 'host-a' });
+    const workDirB = tempDir('agora-agent-b-');
+    const resourcesB = { cpus: 4, mem: 4096, disk: 1000, ports: [portRange(20)] as [number, number][] };
+    let agentB = await c.addAgent({ hostname: 'host-b', workDir: workDirB, resources: resourcesB });
+    await c.startFramework();
+    await finished(c.api, (await c.api.putApp(sleeper('/patient', { instances: 2, unreachableStrategy: { inactiveAfterSeconds: 3 } }))).id);
+    const [onB] = (await c.api.tasks('/patient')).filter((t) => t.host === 'host-b').map((t) => t.taskId);
+    expect(onB).toBeDefined();
+    const stateOfB = async () => (await c.api.tasks('/patient')).find((t) => t.taskId === onB)?.state;
+
+    // Away for less than inactiveAfterSeconds: not replaced, and kept when its agent comes back.
+    await agentB.stop();
+    await waitFor(async () => (await stateOfB()) === 'UNREACHABLE', 'the instance on host-b to be UNREACHABLE', 15_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await c.api.tasks('/patient')).toHaveLength(2);
+    agentB = await c.addAgent({ hostname: 'host-b', workDir: workDirB, resources: resourcesB });
+    await waitFor(async () => (await stateOfB()) === 'RUNNING', 'the instance on host-b to be RUNNING again', 15_000);
+    await new Promise((r) => setTimeout(r, 3000));
+    const kept = await c.api.tasks('/patient');
+    expect(kept.map((t) => t.state)).toEqual(['RUNNING', 'RUNNING']);
+    expect(kept.some((t) => t.taskId === onB)).toBe(true);
+    expect(c.masterTasks().completed.filter((t) => t.taskId === onB)).toEqual([]);
+
+    // Away for longer: replaced on host-a once inactiveAfterSeconds have passed, not before.
+    await agentB.stop();
+    await waitFor(async () => (await stateOfB()) === 'UNREACHABLE', 'the instance on host-b to be UNREACHABLE again', 15_000);
+    const unreachableAtMs = Date.now();
+    const onA = async () => (await c.api.tasks('/patient')).filter((t) => t.host === 'host-a');
+    await waitFor(async () => (await onA()).length === 2, 'a replacement on host-a', 15_000);
+    expect(Date.now() - unreachableAtMs).toBeGreaterThanOrEqual(2000);
+  }, 60_000);
+
   it('resumes a deployment after the scheduler restarts mid-way, re-adopting its tasks and launching nothing twice', async () => {
     const c = await newCluster();
     await c.addAgent();

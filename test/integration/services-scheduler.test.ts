@@ -4,7 +4,9 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { ServicesError, validateAppDefinition, type AppDefinition, type AppDefinitionInput, type DeploymentView, type Endpoint, type ServicesApi } from '../../frameworks/services/index.ts';
-import { waitFor } from './helpers.ts';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tempDir, waitFor } from './helpers.ts';
 import { serverScript, ServicesCluster, webApp } from './services-scheduler-cluster.ts';
 
 const clusters: ServicesCluster[] = [];
@@ -94,6 +96,44 @@ describe('services scheduler', () => {
     expect((await c.api.getApp('/web'))!.version).toBe(version);
     expect((await c.api.versions('/web')).map((v) => v.version)).toEqual([version]);
     await waitFor(() => c.masterTasks().live.length === 2, 'the master to see 2 tasks left');
+  });
+
+  it('scales down killing the oldest instances first with killSelection OLDEST_FIRST', async () => {
+    const c = await cluster();
+    const input = webApp('/old-first', { instances: 2, killSelection: 'OLDEST_FIRST' });
+    await finished(c.api, await c.api.putApp(app(input)));
+    const original = (await c.api.tasks('/old-first')).map((t) => t.taskId);
+    await finished(c.api, await c.api.scale('/old-first', 4));
+    const added = (await c.api.tasks('/old-first')).map((t) => t.taskId).filter((id) => !original.includes(id));
+    expect(added).toHaveLength(2);
+
+    expect(await finished(c.api, await c.api.scale('/old-first', 2))).toMatchObject({ state: 'succeeded' });
+    expect((await c.api.tasks('/old-first')).map((t) => t.taskId).sort()).toEqual([...added].sort());
+    await waitFor(() => c.masterTasks().live.length === 2, 'the master to see 2 tasks left');
+  });
+
+  it('holds a rolling update while the new instances are healthy but not ready, killing no old one until they are', async () => {
+    const c = await cluster();
+    const readyFile = join(tempDir('agora-ready-'), 'ready');
+    const v1 = app(webApp('/gated', { instances: 3, readinessCheck: { path: '/ready', intervalSeconds: 0.1, timeoutSeconds: 1 } }));
+    await finished(c.api, await c.api.putApp(v1));
+    const oldTasks = (await c.api.tasks('/gated')).map((t) => t.taskId);
+
+    // v2 answers its health check at once but /ready only once the file exists.
+    const rollout = await c.api.putApp({ ...v1, env: { READY_FILE: readyFile }, upgradeStrategy: { ...v1.upgradeStrategy, minimumHealthCapacity: 1, maximumOverCapacity: 0.34 } });
+    const fresh = async () => (await c.api.tasks('/gated')).filter((t) => !oldTasks.includes(t.taskId));
+    await waitFor(async () => (await fresh()).some((t) => t.state === 'RUNNING' && t.healthy === true && t.ready === false), 'a new instance healthy but not ready');
+    await new Promise((r) => setTimeout(r, 1500));
+    const held = (await c.api.getDeployment(rollout.id))!;
+    // Healthy but unready takes no traffic, so it does not count as serving: nothing old may go yet.
+    expect(held).toMatchObject({ state: 'running', progress: { newStarted: 1, newReady: 0, oldRunning: 3, oldKilled: 0 } });
+    // Only ready instances are endpoints: the three old ones, not the healthy-but-unready new one.
+    expect((await c.api.endpoints('/gated')).map((e) => e.taskId).sort()).toEqual([...oldTasks].sort());
+    expect((await c.api.tasks('/gated')).filter((t) => oldTasks.includes(t.taskId) && t.state === 'RUNNING')).toHaveLength(3);
+
+    writeFileSync(readyFile, '');
+    expect(await finished(c.api, rollout)).toMatchObject({ state: 'succeeded', progress: { newReady: 3, oldKilled: 3 } });
+    expect((await c.api.tasks('/gated')).some((t) => oldTasks.includes(t.taskId))).toBe(false);
   });
 
   it('rolls out a healthy new version with readiness checks, keeping enough instances serving', async () => {
