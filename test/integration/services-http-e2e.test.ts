@@ -157,6 +157,7 @@ describe('services framework end to end: HTTP API, CLI and service port over a r
 
   it('exits non-zero when a version never gets healthy, reverts, and the old version serves throughout', async () => {
     const servicePort = (await services.api.getApp('/e2e/web'))!.app.servicePort!;
+    const before = (await services.api.getApp('/e2e/web'))!.version;
     const broken = {
       ...webApp('/e2e/web', servicePort, 'broken'),
       cmd: 'exec sleep 1000', // listens on nothing: its health check never passes
@@ -174,6 +175,8 @@ describe('services framework end to end: HTTP API, CLI and service port over a r
       }
     })();
     const run = await agora(['app', 'deploy', file, '--wait', '--api', http.url]);
+    // Traffic goes on through the revert deployment too, until the app has no deployment left.
+    await waitFor(async () => (await services.api.getApp('/e2e/web'))?.deployment === undefined, 'the revert to finish', 20_000);
     deploying = false;
     await traffic;
 
@@ -181,7 +184,8 @@ describe('services framework end to end: HTTP API, CLI and service port over a r
     expect(run.stderr).toMatch(/deployment \S+ of \/e2e\/web failed: .+; reverting to version \S+ \(deployment \S+\)/);
     expect(answers.length).toBeGreaterThan(0);
     expect(answers.filter((a) => !a?.startsWith('bonjour ')), await seen(answers)).toEqual([]);
-    await waitFor(async () => (await services.api.getApp('/e2e/web'))?.deployment === undefined, 'the revert to finish', 20_000);
+    expect((await services.api.getApp('/e2e/web'))!.version).toBe(before);
+    expect((await services.api.tasks('/e2e/web')).map((t) => t.version)).toEqual([before, before]);
   });
 
   it('cancels a deployment in progress with `agora app cancel`: it reverts and the old version keeps serving', async () => {
