@@ -262,6 +262,29 @@ describe('services scheduler', () => {
     expect(await finished(c.api, forced)).toMatchObject({ state: 'succeeded' });
   });
 
+  it('places by agent attributes from the offers: IS pins to a rack, GROUP_BY spreads evenly over racks', async () => {
+    const c = await ServicesCluster.start();
+    clusters.push(c);
+    for (const [hostname, rack] of [['host-a', 'r1'], ['host-b', 'r1'], ['host-c', 'r2']] as const) await c.addAgent({ hostname, attributes: { rack } });
+    await c.startFramework();
+    const sleeper = (id: string, instances: number, constraints: unknown[]) =>
+      app({ id, instances, cmd: 'sleep 600', cpus: 0.1, mem: 16, killGracePeriodSeconds: 0, constraints } as unknown as AppDefinitionInput);
+
+    await finished(c.api, await c.api.putApp(sleeper('/pinned', 3, [['rack', 'IS', 'r2']])));
+    expect((await c.api.tasks('/pinned')).map((t) => t.host)).toEqual(['host-c', 'host-c', 'host-c']);
+
+    await finished(c.api, await c.api.putApp(sleeper('/grouped', 4, [['rack', 'GROUP_BY', '2']])));
+    const hosts = (await c.api.tasks('/grouped')).map((t) => t.host);
+    expect(hosts.filter((h) => h === 'host-c')).toHaveLength(2); // rack r2 is one host
+    expect(hosts.filter((h) => h !== 'host-c')).toHaveLength(2); // rack r1 gets the other half
+
+    // No agent has rack r3: the instance stays pending, and nothing is launched elsewhere.
+    const nowhere = await c.api.putApp(sleeper('/nowhere', 1, [['rack', 'IS', 'r3']]));
+    await new Promise((r) => setTimeout(r, 500));
+    expect((await c.api.getDeployment(nowhere.id))!.state).toBe('running');
+    expect(await c.api.tasks('/nowhere')).toEqual([]);
+  });
+
   it('waits for a dependency to be healthy before launching, says why, and tells the app where it is', async () => {
     const c = await cluster();
     const web = await c.api.putApp(app({ ...webApp('/web'), dependencies: ['/db'], cmd: `echo "$AGORA_ENDPOINTS_DB" > db-endpoints; exec "${process.execPath}" "${serverScript}"` }));
