@@ -4,7 +4,7 @@
  * and through the CLI in its own process; their endpoints are read back and reached through the
  * service port.
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -80,6 +80,7 @@ describe('services framework end to end: HTTP API, CLI and service port over a r
     agent = await startAgent(master, { hostname: '127.0.0.1' });
     services = await startServicesFramework({ master: master.wsUrl, store: 'memory:', logger: quiet, scheduler: { declineRefuseSeconds: 1 } });
     http = await startServicesHttp({ api: services.api, port: 0 });
+    services.setApiUrl(http.url); // as `agora up` and `agora services` do once the API listens
     proxy = new ServicePortProxy({ api: services.api, pollIntervalMs: 500 });
     await proxy.start();
   });
@@ -119,6 +120,20 @@ describe('services framework end to end: HTTP API, CLI and service port over a r
     for (let i = 0; i < 4; i++) answers.add((await viaServicePort(servicePort)) ?? 'closed');
     expect([...answers].every((a) => a.startsWith('hello ')), await seen(answers)).toBe(true);
     expect(answers.size).toBe(2); // round-robin reached both instances
+  });
+
+  it('tells every task where the services API is, so an app finds another without declaring it a dependency', async () => {
+    const found = join(dir, 'found.json');
+    const finder = `fetch(process.env.AGORA_SERVICES_API+'/v1/apps/e2e/web/endpoints').then(r=>r.text()).then(t=>{require('fs').writeFileSync(process.env.FOUND,JSON.stringify({api:process.env.AGORA_SERVICES_API,endpoints:JSON.parse(t).endpoints}));setInterval(()=>{},1e6)})`;
+    const created = await json(`${http.url}/v1/apps`, 'POST', { id: '/e2e/finder', instances: 1, cmd: `exec ${JSON.stringify(process.execPath)} -e "${finder}"`, cpus: 0.1, mem: 128, env: { FOUND: found }, killGracePeriodSeconds: 0 });
+    expect(created.status).toBe(201);
+    const report = await waitFor(() => existsSync(found) && (JSON.parse(readFileSync(found, 'utf8')) as { api: string; endpoints: Endpoint[] }), 'the finder to report', 20_000);
+    expect(report.api).toBe(http.url);
+    const web = (await services.api.endpoints('/e2e/web')).map((e) => `${e.host}:${e.port}`).sort();
+    expect(report.endpoints.map((e) => `${e.host}:${e.port}`).sort()).toEqual(web);
+    expect(web).toHaveLength(2);
+    await services.api.deleteApp('/e2e/finder', { force: true });
+    await waitFor(async () => (await services.api.getApp('/e2e/finder')) === undefined && (await services.api.tasks()).every((t) => t.appId !== '/e2e/finder'), 'the finder to be removed', 20_000);
   });
 
   it('rolls out a new version with `agora app deploy --wait`, and the service port serves it', async () => {
