@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import type { Agent } from '../../agent/agent.ts';
 import { validateAppDefinition, type AppDefinitionInput, type DeploymentView, type ServicesApi, type ServicesEvent } from '../../frameworks/services/index.ts';
 import { MemoryStore, type StoreWrite } from '../../frameworks/sdk/index.ts';
 import { ServicesScheduler } from '../../frameworks/services/scheduler.ts';
@@ -52,6 +53,21 @@ class FlakyStore extends MemoryStore {
   }
 }
 
+/**
+ * Agents host-a and host-b, and the framework. hostB() starts host-b's agent again, on the same work
+ * dir and resources, as a machine that comes back after its agent stopped (its tasks live on).
+ */
+async function twoHostCluster(): Promise<{ c: ServicesCluster; agentB: Agent; hostB: () => Promise<Agent> }> {
+  const c = await newCluster();
+  await c.addAgent({ hostname: 'host-a' });
+  const workDir = tempDir('agora-agent-b-');
+  const resources = { cpus: 4, mem: 4096, disk: 1000, ports: [portRange(20)] as [number, number][] };
+  const hostB = () => c.addAgent({ hostname: 'host-b', workDir, resources });
+  const agentB = await hostB();
+  await c.startFramework();
+  return { c, agentB, hostB };
+}
+
 const sleeper = (id: string, extra: Partial<AppDefinitionInput> = {}) =>
   validateAppDefinition({ id, cmd: 'sleep 60', cpus: 0.1, mem: 16, killGracePeriodSeconds: 0, ...extra });
 
@@ -73,12 +89,7 @@ describe('services scheduler recovery', () => {
   });
 
   it('replaces the instances of an agent that went away, and kills the old ones when it comes back', async () => {
-    const c = await newCluster();
-    await c.addAgent({ hostname: 'host-a' });
-    const workDirB = tempDir('agora-agent-b-');
-    const resourcesB = { cpus: 4, mem: 4096, disk: 1000, ports: [portRange(20)] as [number, number][] };
-    const agentB = await c.addAgent({ hostname: 'host-b', workDir: workDirB, resources: resourcesB });
-    await c.startFramework();
+    const { c, agentB, hostB } = await twoHostCluster();
     const deployment = await c.api.putApp(sleeper('/spread', { instances: 4 }));
     await finished(c.api, deployment.id);
     const onB = (await c.api.tasks('/spread')).filter((t) => t.host === 'host-b').map((t) => t.taskId);
@@ -90,7 +101,7 @@ describe('services scheduler recovery', () => {
     expect((await c.api.tasks('/spread')).filter((t) => onB.includes(t.taskId)).every((t) => t.state === 'UNREACHABLE')).toBe(true);
 
     // The agent returns with its old tasks: they must not run next to their replacements.
-    await c.addAgent({ hostname: 'host-b', workDir: workDirB, resources: resourcesB });
+    await hostB();
     await waitFor(
       () => onB.every((id) => c.masterTasks().completed.some((t) => t.taskId === id && t.state === 'KILLED')),
       () => `the returning instances to be killed (master: ${JSON.stringify(c.masterTasks().live.map((t) => [t.taskId, t.state]))})`,
@@ -102,12 +113,9 @@ describe('services scheduler recovery', () => {
   });
 
   it('waits inactiveAfterSeconds before replacing an unreachable instance, and keeps one whose agent returns in time', async () => {
-    const c = await newCluster();
-    await c.addAgent({ hostname: 'host-a' });
-    const workDirB = tempDir('agora-agent-b-');
-    const resourcesB = { cpus: 4, mem: 4096, disk: 1000, ports: [portRange(20)] as [number, number][] };
-    let agentB = await c.addAgent({ hostname: 'host-b', workDir: workDirB, resources: resourcesB });
-    await c.startFramework();
+    const first = await twoHostCluster();
+    const { c, hostB } = first;
+    let agentB = first.agentB;
     await finished(c.api, (await c.api.putApp(sleeper('/patient', { instances: 2, unreachableStrategy: { inactiveAfterSeconds: 3 } }))).id);
     const [onB] = (await c.api.tasks('/patient')).filter((t) => t.host === 'host-b').map((t) => t.taskId);
     expect(onB).toBeDefined();
@@ -118,7 +126,7 @@ describe('services scheduler recovery', () => {
     await waitFor(async () => (await stateOfB()) === 'UNREACHABLE', 'the instance on host-b to be UNREACHABLE', 15_000);
     await new Promise((r) => setTimeout(r, 1000));
     expect(await c.api.tasks('/patient')).toHaveLength(2);
-    agentB = await c.addAgent({ hostname: 'host-b', workDir: workDirB, resources: resourcesB });
+    agentB = await hostB();
     await waitFor(async () => (await stateOfB()) === 'RUNNING', 'the instance on host-b to be RUNNING again', 15_000);
     await new Promise((r) => setTimeout(r, 3000));
     const kept = await c.api.tasks('/patient');
