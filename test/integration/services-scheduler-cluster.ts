@@ -11,18 +11,20 @@ import { FrameworkCluster } from './framework-cluster.ts';
 import { startMaster, tempDir } from './helpers.ts';
 
 /**
- * `node server.mjs`: serves on $PORT0 after $LISTEN_AFTER_MS; answers 503 on /health when SICK=1,
- * and on /ready while $READY_FILE (when set) does not exist; otherwise 200 with its version. Exits
- * on SIGTERM at once.
+ * `node server.mjs`: serves on $PORT0 after $LISTEN_AFTER_MS; answers 503 on /health when SICK=1 or
+ * once $SICK_FILE or $SICK_FILE.$AGORA_INSTANCE_ID (when set) exists, and on /ready while $READY_FILE (when set) does not exist;
+ * otherwise 200 with its version. Exits on SIGTERM at once.
  */
 const SERVER = `
 import http from 'node:http';
 import { existsSync } from 'node:fs';
 const sick = process.env.SICK === '1';
 const readyFile = process.env.READY_FILE;
+const sickFile = process.env.SICK_FILE;
 const server = http.createServer((req, res) => {
   const unready = req.url === '/ready' && readyFile !== undefined && !existsSync(readyFile);
-  res.writeHead((sick && req.url === '/health') || unready ? 503 : 200);
+  const unhealthy = req.url === '/health' && (sick || (sickFile !== undefined && (existsSync(sickFile) || existsSync(sickFile + '.' + process.env.AGORA_INSTANCE_ID))));
+  res.writeHead(unhealthy || unready ? 503 : 200);
   res.end(process.env.AGORA_APP_VERSION ?? '');
 });
 setTimeout(() => server.listen(Number(process.env.PORT0), '127.0.0.1'), Number(process.env.LISTEN_AFTER_MS ?? 0));

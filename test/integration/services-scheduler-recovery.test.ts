@@ -88,6 +88,34 @@ describe('services scheduler recovery', () => {
     expect((await c.api.getApp('/crash'))!.tasks).toEqual([]);
   });
 
+  it('kills an instance whose health check starts failing and replaces it after the backoff, the other serving on', async () => {
+    const c = await newCluster();
+    await c.addAgent();
+    await c.startFramework();
+    const sickFile = join(tempDir('agora-sick-'), 'sick');
+    const app = validateAppDefinition(webApp('/ailing', { instances: 2, env: { SICK_FILE: sickFile }, backoff: { seconds: 1, factor: 2, maxLaunchDelaySeconds: 10 } }));
+    await finished(c.api, (await c.api.putApp(app)).id);
+    const [first, second] = await c.api.tasks('/ailing');
+
+    // Only the first instance turns sick.
+    writeFileSync(`${sickFile}.${first!.instanceId}`, '');
+    const killed = await waitFor(() => c.masterTasks().completed.find((t) => t.taskId === first!.taskId), 'the sick instance to be killed', 15_000);
+    expect(killed).toMatchObject({ state: 'KILLED', reason: 'TASK_HEALTH_CHECK_FAILED' });
+    const endedAtMs = killed.updatedAtMs;
+
+    // Replaced, after the backoff (1 s), by a new instance that is healthy; the other never stopped.
+    const replacement = await waitFor(
+      async () => (await c.api.tasks('/ailing')).find((t) => t.taskId !== first!.taskId && t.taskId !== second!.taskId && t.healthy === true),
+      'a healthy replacement',
+      20_000,
+    );
+    expect(replacement.startedAtMs - endedAtMs).toBeGreaterThanOrEqual(900);
+    expect((await c.api.tasks('/ailing')).map((t) => t.taskId).sort()).toEqual([second!.taskId, replacement.taskId].sort());
+    expect(c.masterTasks().completed.map((t) => t.taskId)).toEqual([first!.taskId]);
+    await waitFor(async () => (await c.api.endpoints('/ailing')).length === 2, 'both instances to be endpoints again');
+    expect((await c.api.endpoints('/ailing')).some((e) => e.taskId === first!.taskId)).toBe(false);
+  }, 60_000);
+
   it('replaces the instances of an agent that went away, and kills the old ones when it comes back', async () => {
     const { c, agentB, hostB } = await twoHostCluster();
     const deployment = await c.api.putApp(sleeper('/spread', { instances: 4 }));
