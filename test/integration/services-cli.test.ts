@@ -104,8 +104,10 @@ describe('agora app (against the HTTP API over the real services scheduler on a 
     const before = await deployed('/cli/broken', { instances: 2 });
     // Listens on nothing, so its health check never passes; the deadline is short and it reverts.
     const broken = { ...webApp('/cli/broken', { instances: 2 }), cmd: 'exec sleep 1000', upgradeStrategy: { minimumHealthCapacity: 1, maximumOverCapacity: 1, progressDeadlineSeconds: 2, autoRevert: true } };
-    const run = await agora(['app', 'deploy', file('broken-v2.json', JSON.stringify(broken)), '--wait', '--api', http.url]);
+    const run = await agora(['app', 'deploy', file('broken-v2.json', JSON.stringify(broken)), '--wait', '--json', '--api', http.url]);
     expect(run.code).toBe(1);
+    // --json: the outcome on stdout for a program, the reason on stderr for a person, either way.
+    expect(JSON.parse(run.stdout)).toMatchObject({ ok: false, reason: expect.stringMatching(/progressDeadlineSeconds/), deployment: { state: 'failed' }, revert: { to: { version: before.version } } });
     expect(run.stderr).toMatch(
       new RegExp(`deployment \\S+ of /cli/broken failed: no progress for 2 s \\(progressDeadlineSeconds\\): .*; reverting to version ${escape(before.version)} \\(deployment \\S+\\)`),
     );
@@ -146,6 +148,11 @@ describe('agora app (against the HTTP API over the real services scheduler on a 
     expect(run.stdout).toMatch(new RegExp(`^APP /cli/status {2}version ${escape(version)} {2}instances 2\n`));
     expect(run.stdout).toMatch(new RegExp(`TASKS \\(2\\)\nTASK\\s+VERSION\\s+STATE\\s+HEALTH\\s+HOST\\s+PORTS\ncli_status\\.\\S+\\s+${escape(version)}\\s+RUNNING\\s+healthy\\s+127\\.0\\.0\\.1\\s+\\d+\n`));
     for (const t of tasks) expect(run.stdout).toContain(t.taskId);
+    const json = await agora(['app', 'status', '/cli/status', '--json', '--api', http.url]);
+    expect(json.code).toBe(0);
+    const status = JSON.parse(json.stdout) as AppStatus;
+    expect(status).toMatchObject({ app: { id: '/cli/status', instances: 2 }, version });
+    expect(status.tasks.map((t) => t.taskId).sort()).toEqual(tasks.map((t) => t.taskId).sort());
     const missing = await agora(['app', 'status', 'nope', '--api', http.url]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('agora app list');
@@ -160,6 +167,9 @@ describe('agora app (against the HTTP API over the real services scheduler on a 
     // A scale keeps the version: nothing old to kill, one new instance to start.
     expect(run.stdout).toMatch(/succeeded new started 2\/2 · healthy 2\/2 · ready 2\/2 · old killed 0\/0\n/);
     expect((await cluster.api.getApp('/cli/scale'))!.app.instances).toBe(2);
+    const down = await agora(['app', 'scale', 'cli/scale', '1', '--wait', '--json', '--api', http.url]);
+    expect(down.code).toBe(0);
+    expect(JSON.parse(down.stdout)).toMatchObject({ ok: true, deployment: { appId: '/cli/scale', state: 'succeeded', to: { instances: 1 } } });
     const bad = await agora(['app', 'scale', 'cli/scale', 'three', '--api', http.url]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/whole number/);
@@ -203,5 +213,18 @@ describe('agora app (against the HTTP API over the real services scheduler on a 
     expect(run.code).toBe(0);
     expect(await cluster.api.getApp('/cli/rm')).toBeUndefined();
     await waitFor(async () => (await cluster.api.tasks('/cli/rm')).length === 0, 'the app\'s tasks to be gone');
+  });
+
+  it('answers restart and rm with the deployment as JSON with --json, and the outcome with --wait --json', async () => {
+    const before = await deployed('/cli/json');
+    const restart = await agora(['app', 'restart', '/cli/json', '--json', '--api', http.url]);
+    expect(restart.code).toBe(0);
+    const restarting = JSON.parse(restart.stdout) as DeploymentView;
+    expect(restarting).toMatchObject({ appId: '/cli/json', state: 'running', from: { version: before.version, instances: 1 }, to: { instances: 1 } });
+    await finished(restarting);
+    const rm = await agora(['app', 'rm', '/cli/json', '--wait', '--json', '--api', http.url]);
+    expect(rm.code).toBe(0);
+    expect(JSON.parse(rm.stdout)).toMatchObject({ ok: true, deployment: { appId: '/cli/json', state: 'succeeded', to: { instances: 0 } } });
+    expect(await cluster.api.getApp('/cli/json')).toBeUndefined();
   });
 });
