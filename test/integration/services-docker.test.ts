@@ -1,12 +1,14 @@
 /**
  * The services framework with the Docker containerizer: a bridge-mode busybox httpd app deployed
  * through the scheduler, health-checked through its mapped port, found through its endpoints and
- * served on 127.0.0.1 — then scaled down and removed, its containers gone.
+ * served on 127.0.0.1; a rolling update of a container app behind its service port, every request
+ * answered; then scaled down and removed, its containers gone.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { validateAppDefinition } from '../../frameworks/services/index.ts';
+import { ServicePortProxy } from '../../frameworks/services/proxy.ts';
 import { TEST_IMAGE } from '../docker-image.ts';
-import { waitFor } from './helpers.ts';
+import { freePort, waitFor } from './helpers.ts';
 import type { DockerAgent } from './framework-cluster.ts';
 import { portRange, ServicesCluster } from './services-scheduler-cluster.ts';
 
@@ -56,6 +58,66 @@ describe.skipIf(!engine.available)('services on Docker', () => {
     expect(containers).toHaveLength(2);
     expect(containers.every((c) => c.Image === TEST_IMAGE)).toBe(true);
   });
+
+  it('rolls a container app to a new version behind its service port, answering every request throughout', async () => {
+    const proxy = new ServicePortProxy({ api: cluster.api, pollIntervalMs: 500 });
+    await proxy.start();
+    try {
+      const servicePort = await freePort();
+      const version = (greeting: string) =>
+        validateAppDefinition({
+          id: '/docker/rolling',
+          instances: 2,
+          cmd: 'echo "$GREETING" > index.html; exec httpd -f -p 80 -h "$AGORA_SANDBOX"',
+          env: { GREETING: greeting },
+          container: { type: 'DOCKER', docker: { image: TEST_IMAGE, network: 'BRIDGE', portMappings: [{ containerPort: 80, name: 'http' }] } },
+          cpus: 0.2,
+          mem: 32,
+          servicePort,
+          healthChecks: [{ protocol: 'HTTP', path: '/index.html', portName: 'http', gracePeriodSeconds: 20, intervalSeconds: 0.3, timeoutSeconds: 2, delaySeconds: 0 }],
+          upgradeStrategy: { minimumHealthCapacity: 1, maximumOverCapacity: 0.5, progressDeadlineSeconds: 60 },
+          killGracePeriodSeconds: 1,
+        });
+      const get = async (): Promise<string> => {
+        try {
+          const res = await fetch(`http://127.0.0.1:${servicePort}/index.html`, { signal: AbortSignal.timeout(5000) });
+          return `${res.status} ${(await res.text()).trim()}`;
+        } catch (error) {
+          return `error ${(error as Error).message}`;
+        }
+      };
+      const first = await cluster.api.putApp(version('one'));
+      await waitFor(async () => (await cluster.api.getDeployment(first.id))?.state === 'succeeded', 'version one to be deployed', 60_000);
+      await waitFor(async () => (await get()) === '200 one', 'the service port to serve version one', 15_000);
+
+      const answers: string[] = [];
+      let rolling = true;
+      const traffic = (async () => {
+        while (rolling) {
+          answers.push(await get());
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })();
+      const second = await cluster.api.putApp(version('two'));
+      await waitFor(async () => (await cluster.api.getDeployment(second.id))?.state === 'succeeded', 'version two to be deployed', 60_000);
+      await waitFor(async () => (await get()) === '200 two' && (await get()) === '200 two', 'the service port to serve only version two', 15_000);
+      rolling = false;
+      await traffic;
+
+      expect(answers.length).toBeGreaterThan(10);
+      expect(answers.filter((a) => a !== '200 one' && a !== '200 two')).toEqual([]);
+      expect(answers).toContain('200 one');
+      const containers = await agent.runningContainers();
+      const running = containers.filter((c) => c.Labels['agora.task-id']?.startsWith('docker_rolling.')).map((c) => c.Labels['agora.task-id']).sort();
+      const tasks = await cluster.api.tasks('/docker/rolling');
+      expect(tasks.map((t) => t.version)).toEqual([second.to.version, second.to.version]);
+      expect(running).toEqual(tasks.map((t) => t.taskId).sort());
+      const removal = await cluster.api.deleteApp('/docker/rolling');
+      await waitFor(async () => (await cluster.api.getDeployment(removal.id))?.state === 'succeeded' || (await cluster.api.getApp('/docker/rolling')) === undefined, 'the removal to finish', 30_000);
+    } finally {
+      await proxy.close();
+    }
+  }, 120_000);
 
   it('scales down and removes the app, stopping its containers', async () => {
     const scaled = await cluster.api.scale('/docker/web', 1);
