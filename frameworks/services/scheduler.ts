@@ -941,12 +941,16 @@ export class ServicesScheduler implements ServicesApi {
     return t.record.killRequested === true && (t.taskState === 'UNREACHABLE' || t.taskState === 'UNKNOWN');
   }
 
-  private plannerInstances(appId: AppId): Instance[] {
+  /**
+   * The app's live instances as the planner sees them. Healthy but not yet ready is not in the
+   * endpoints, so for planning it must not count as serving either (otherwise a rollout could kill
+   * an old instance for a new one that takes no traffic yet); `asReported` keeps it healthy, for
+   * the progress people read ("healthy 1/3 · ready 0/3").
+   */
+  private plannerInstances(appId: AppId, asReported = false): Instance[] {
     return this.liveInstances(appId).map((t) => {
-      // Healthy but not yet ready is not in the endpoints, so it must not count as serving either:
-      // otherwise a rollout could kill an old instance for a new one that takes no traffic yet.
       const state = this.stateOf(t);
-      const instance: Instance = { instanceId: t.record.instanceId, version: t.record.version, state: state === 'healthy' ? 'running' : state, startedAtMs: t.record.startedAtMs };
+      const instance: Instance = { instanceId: t.record.instanceId, version: t.record.version, state: state === 'healthy' && !asReported ? 'running' : state, startedAtMs: t.record.startedAtMs };
       if (t.unreachableSinceMs !== undefined) instance.unreachableSinceMs = t.unreachableSinceMs;
       return instance;
     });
@@ -1040,7 +1044,7 @@ export class ServicesScheduler implements ServicesApi {
   }
 
   private view(deployment: Deployment): DeploymentView {
-    const view: DeploymentView = { ...deployment, progress: deploymentProgress(deployment, this.plannerInstances(deployment.appId)) };
+    const view: DeploymentView = { ...deployment, progress: deploymentProgress(deployment, this.plannerInstances(deployment.appId, true)) };
     const waiting = deployment.state === 'running' ? this.waiting.get(deployment.appId) : undefined;
     if (waiting !== undefined) view.waiting = waiting;
     return view;

@@ -125,8 +125,9 @@ describe('services scheduler', () => {
     await waitFor(async () => (await fresh()).some((t) => t.state === 'RUNNING' && t.healthy === true && t.ready === false), 'a new instance healthy but not ready');
     await new Promise((r) => setTimeout(r, 1500));
     const held = (await c.api.getDeployment(rollout.id))!;
-    // Healthy but unready takes no traffic, so it does not count as serving: nothing old may go yet.
-    expect(held).toMatchObject({ state: 'running', progress: { newStarted: 1, newReady: 0, oldRunning: 3, oldKilled: 0 } });
+    // Healthy (as its progress says) but unready takes no traffic, so it does not count as serving:
+    // nothing old may go yet.
+    expect(held).toMatchObject({ state: 'running', progress: { newStarted: 1, newHealthy: 1, newReady: 0, oldRunning: 3, oldKilled: 0 } });
     // Only ready instances are endpoints: the three old ones, not the healthy-but-unready new one.
     expect((await c.api.endpoints('/gated')).map((e) => e.taskId).sort()).toEqual([...oldTasks].sort());
     expect((await c.api.tasks('/gated')).filter((t) => oldTasks.includes(t.taskId) && t.state === 'RUNNING')).toHaveLength(3);
