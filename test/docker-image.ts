@@ -30,6 +30,12 @@ function staticBusybox(): string {
   throw new Error(`no static busybox found to build ${TEST_IMAGE}: apt-get install -y busybox-static`);
 }
 
+/** Force-removes every container (running or not) that carries all of these `key=value` labels. */
+export async function removeLabelled(docker: Docker, ...labels: string[]): Promise<void> {
+  const list = await docker.listContainers({ all: true, filters: { label: labels } });
+  await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
+}
+
 /** Builds TEST_IMAGE unless the engine already has it. */
 export async function ensureTestImage(docker: Docker): Promise<void> {
   try {

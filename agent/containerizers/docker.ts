@@ -198,11 +198,20 @@ export class DockerContainerizer implements Containerizer {
     return container;
   }
 
+  /**
+   * The create body this agent sends for a task (without the container's name). Throws
+   * ContainerSpecError for anything the agent refuses. Public so a benchmark can ask the engine for
+   * exactly what the agent would.
+   */
+  createOptions(frameworkId: string, task: LaunchSpec['task'], sandbox: string): Docker.ContainerCreateOptions {
+    return containerCreateOptions(frameworkId, task, sandbox, { ...this.specOptions, agentId: this.currentAgentId() });
+  }
+
   private async run(spec: LaunchSpec, container: DockerContainer): Promise<void> {
     const { task, frameworkId, sandbox } = spec;
     let create: Docker.ContainerCreateOptions;
     try {
-      create = containerCreateOptions(frameworkId, task, sandbox, { ...this.specOptions, agentId: this.currentAgentId() });
+      create = this.createOptions(frameworkId, task, sandbox);
     } catch (error) {
       if (!(error instanceof ContainerSpecError)) throw error;
       container.failed(Reason.LAUNCH_FAILED, error.message);

@@ -14,17 +14,12 @@ import { connectDocker, DockerContainerizer } from '../../agent/containerizers/d
 import { Label } from '../../agent/containerizers/docker-spec.ts';
 import { startMasterServer } from '../../master/http/server.ts';
 import { SchedulerDriver, type TaskInfo } from '../../frameworks/sdk/index.ts';
-import { ensureTestImage, TEST_IMAGE } from '../docker-image.ts';
+import { ensureTestImage, removeLabelled, TEST_IMAGE } from '../docker-image.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
 const CONTAINERS = Number(process.env.BENCH_CONTAINERS ?? 50);
-
-async function removeLabelled(docker: Docker, label: string): Promise<void> {
-  const list = await docker.listContainers({ all: true, filters: { label: [label] } });
-  await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
-}
 
 async function plainDockerode(docker: Docker, runId: string): Promise<number> {
   const start = performance.now();

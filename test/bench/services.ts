@@ -32,8 +32,8 @@ import { connectDocker, DockerContainerizer } from '../../agent/containerizers/d
 import { startMasterServer } from '../../master/http/server.ts';
 import { startServicesFramework } from '../../frameworks/services/main.ts';
 import { validateAppDefinition } from '../../frameworks/services/index.ts';
-import { containerCreateOptions, DEFAULT_PIDS_LIMIT, Label } from '../../agent/containerizers/docker-spec.ts';
-import { ensureTestImage, TEST_IMAGE } from '../docker-image.ts';
+import { Label } from '../../agent/containerizers/docker-spec.ts';
+import { ensureTestImage, removeLabelled, TEST_IMAGE } from '../docker-image.ts';
 import { median, round2 } from './stats.ts';
 
 const INSTANCES = Number(process.env.BENCH_INSTANCES ?? 50);
@@ -57,10 +57,11 @@ async function startAgora(): Promise<AgoraCluster> {
   await ensureTestImage(docker);
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'agora-services-bench-'));
   const server = await startMasterServer({ port: 0, logger: quiet });
+  const containerizer = new DockerContainerizer({ docker, version, workDir });
   const agent = new Agent({
     master: server.wsUrl,
     workDir,
-    containerizer: new DockerContainerizer({ docker, version, workDir }),
+    containerizer,
     logger,
     resources: { cpus: INSTANCES, mem: INSTANCES * 64, disk: 1000 },
   });
@@ -98,21 +99,14 @@ async function startAgora(): Promise<AgoraCluster> {
 
   async function bareEngine(round: number): Promise<number> {
     const sandbox = mkdtempSync(path.join(workDir, 'bare-'));
-    const runLabel = `agora.bench-bare=${round}`;
-    const bodies = Array.from({ length: INSTANCES }, (_, i) => {
-      const body = containerCreateOptions(
-        'bench-bare',
-        { taskId: `bare-${round}-${i}`, resources: { cpus: 0.1, mem: 32 }, command: { value: 'sleep 3600' }, container: { type: 'DOCKER', docker: { image: TEST_IMAGE } } },
-        sandbox,
-        { workDir, agentId: undefined, advertiseIp: '127.0.0.1', allowedVolumes: [], dockerSockets: ['/var/run/docker.sock'], pidsLimit: DEFAULT_PIDS_LIMIT, init: true },
-      );
-      return { ...body, name: `agora-bench-bare-${round}-${i}-${process.pid}`, Labels: { ...body.Labels, 'agora.bench-bare': String(round) } };
-    });
+    const bodies = Array.from({ length: INSTANCES }, (_, i) => ({
+      ...containerizer.createOptions('bench-bare', { taskId: `bare-${round}-${i}`, resources: { cpus: 0.1, mem: 32 }, command: { value: 'sleep 3600' }, container: { type: 'DOCKER', docker: { image: TEST_IMAGE } } }, sandbox),
+      name: `agora-bench-bare-${round}-${i}-${process.pid}`,
+    }));
     const start = performance.now();
     await Promise.all(bodies.map(async (body) => (await docker.createContainer(body)).start()));
     const seconds = (performance.now() - start) / 1000;
-    const left = await docker.listContainers({ all: true, filters: { label: [runLabel, `${Label.workDir}=${workDir}`] } });
-    await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
+    await removeLabelled(docker, `${Label.frameworkId}=bench-bare`, `${Label.workDir}=${workDir}`);
     return seconds;
   }
 
@@ -134,8 +128,7 @@ async function startAgora(): Promise<AgoraCluster> {
     await services.close();
     await agent.stop({ killTasks: true });
     await server.close();
-    const leftovers = await docker.listContainers({ all: true, filters: { label: [`agora.work-dir=${workDir}`] } });
-    await Promise.all(leftovers.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
+    await removeLabelled(docker, `${Label.workDir}=${workDir}`);
     rmSync(workDir, { recursive: true, force: true });
   }
   async function engineIdle(filters: { label: string[] }): Promise<void> {

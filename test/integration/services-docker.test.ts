@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { validateAppDefinition } from '../../frameworks/services/index.ts';
 import { ServicePortProxy } from '../../frameworks/services/proxy.ts';
+import { Label } from '../../agent/containerizers/docker-spec.ts';
 import { TEST_IMAGE } from '../docker-image.ts';
 import { freePort, waitFor } from './helpers.ts';
 import type { DockerAgent } from './framework-cluster.ts';
@@ -108,7 +109,7 @@ describe.skipIf(!engine.available)('services on Docker', () => {
       expect(answers.filter((a) => a !== '200 one' && a !== '200 two')).toEqual([]);
       expect(answers).toContain('200 one');
       const containers = await agent.runningContainers();
-      const running = containers.filter((c) => c.Labels['agora.task-id']?.startsWith('docker_rolling.')).map((c) => c.Labels['agora.task-id']).sort();
+      const running = containers.map((c) => c.Labels[Label.taskId]).filter((id) => id?.startsWith('docker_rolling.')).sort();
       const tasks = await cluster.api.tasks('/docker/rolling');
       expect(tasks.map((t) => t.version)).toEqual([second.to.version, second.to.version]);
       expect(running).toEqual(tasks.map((t) => t.taskId).sort());

@@ -124,7 +124,7 @@ describe('services framework end to end: HTTP API, CLI and service port over a r
 
   it('tells every task where the services API is, so an app finds another without declaring it a dependency', async () => {
     const found = join(dir, 'found.json');
-    const finder = `fetch(process.env.AGORA_SERVICES_API+'/v1/apps/e2e/web/endpoints').then(r=>r.text()).then(t=>{require('fs').writeFileSync(process.env.FOUND,JSON.stringify({api:process.env.AGORA_SERVICES_API,endpoints:JSON.parse(t).endpoints}));setInterval(()=>{},1e6)})`;
+    const finder = `fetch(process.env.AGORA_SERVICES_API+'/v1/apps/e2e/web/endpoints').then(r=>r.text()).then(t=>{const fs=require('fs');fs.writeFileSync(process.env.FOUND+'.tmp',JSON.stringify({api:process.env.AGORA_SERVICES_API,endpoints:JSON.parse(t).endpoints}));fs.renameSync(process.env.FOUND+'.tmp',process.env.FOUND);setInterval(()=>{},1e6)})`;
     const created = await json(`${http.url}/v1/apps`, 'POST', { id: '/e2e/finder', instances: 1, cmd: `exec ${JSON.stringify(process.execPath)} -e "${finder}"`, cpus: 0.1, mem: 128, env: { FOUND: found }, killGracePeriodSeconds: 0 });
     expect(created.status).toBe(201);
     const report = await waitFor(() => existsSync(found) && (JSON.parse(readFileSync(found, 'utf8')) as { api: string; endpoints: Endpoint[] }), 'the finder to report', 20_000);

@@ -12,8 +12,8 @@ import { startMaster, tempDir } from './helpers.ts';
 
 /**
  * `node server.mjs`: serves on $PORT0 after $LISTEN_AFTER_MS; answers 503 on /health when SICK=1 or
- * once $SICK_FILE or $SICK_FILE.$AGORA_INSTANCE_ID (when set) exists, and on /ready while $READY_FILE (when set) does not exist;
- * otherwise 200 with its version. Exits on SIGTERM at once.
+ * once the file $SICK_FILE.$AGORA_INSTANCE_ID exists (one instance turns sick), and on /ready while
+ * $READY_FILE (when set) does not exist; otherwise 200 with its version. Exits on SIGTERM at once.
  */
 const SERVER = `
 import http from 'node:http';
@@ -23,7 +23,7 @@ const readyFile = process.env.READY_FILE;
 const sickFile = process.env.SICK_FILE;
 const server = http.createServer((req, res) => {
   const unready = req.url === '/ready' && readyFile !== undefined && !existsSync(readyFile);
-  const unhealthy = req.url === '/health' && (sick || (sickFile !== undefined && (existsSync(sickFile) || existsSync(sickFile + '.' + process.env.AGORA_INSTANCE_ID))));
+  const unhealthy = req.url === '/health' && (sick || (sickFile !== undefined && existsSync(sickFile + '.' + process.env.AGORA_INSTANCE_ID)));
   res.writeHead(unhealthy || unready ? 503 : 200);
   res.end(process.env.AGORA_APP_VERSION ?? '');
 });
